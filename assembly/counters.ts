@@ -1,0 +1,63 @@
+// Counter, drop-reason and pass-reason indices. The host owns the names (host/ctl/counters.ts lists
+// them in this order); every drop has a reason, lwaftr style.
+import { countersPtr, dropsPtr, passesPtr } from './layout';
+
+// General counters (u64 each).
+export const C_RX_PACKETS: u32 = 0;
+export const C_RX_BYTES: u32 = 1;
+export const C_TX_BACKEND: u32 = 2;
+export const C_TX_CLIENT: u32 = 3;
+export const C_PASSED: u32 = 4;
+export const C_DROPPED: u32 = 5;
+export const C_FLOWS_CREATED: u32 = 6;
+export const C_FLOWS_CLOSED: u32 = 7;
+export const C_FLOWS_EXPIRED: u32 = 8;
+export const C_FLOW_TABLE_FULL: u32 = 9;
+export const C_FLOWS_EVICTED: u32 = 10;
+export const C_FLOWS_RESTEERED: u32 = 11;
+export const C_FLOWS_MIDSTREAM: u32 = 12;
+export const C_FLOWS_REUSED: u32 = 13;
+export const C_FRAG_TRACKED: u32 = 14;
+export const C_FRAG_FOLLOWED: u32 = 15;
+export const C_FRAG_TABLE_FULL: u32 = 16;
+export const C_ICMP_FOLLOWED: u32 = 17;
+export const C_EVENTS_LOST: u32 = 18;
+export const C_ENCAPSULATED: u32 = 19;
+export const C_NAT_REWRITES: u32 = 20;
+export const C_BATCHES: u32 = 21;
+export const C_STATELESS: u32 = 22;
+export const C_REPLY_FROM_BACKEND: u32 = 23;
+export const C_L2_CONVERTED: u32 = 24;
+export const C_FLOW_HITS: u32 = 25;
+
+// Drop reasons.
+export const D_TRUNCATED: u32 = 1;
+export const D_LINKTYPE: u32 = 2;
+export const D_BAD_IP: u32 = 3;
+export const D_NO_SERVICE: u32 = 4;
+export const D_NO_BACKEND: u32 = 5;
+export const D_FRAG_ORPHAN: u32 = 6;
+export const D_TOO_BIG: u32 = 7;
+export const D_BAD_L4: u32 = 8;
+export const D_NO_HEADROOM: u32 = 9;
+
+// Pass reasons (the host decides what to do with these).
+export const P_NOT_IP: u32 = 1;
+export const P_NOT_VIP: u32 = 2;
+export const P_ICMP_TO_VIP: u32 = 3;
+export const P_ICMP_NO_FLOW: u32 = 4;
+
+@inline export function count(i: u32, by: u64 = 1): void {
+  const p = countersPtr + (<usize>i << 3);
+  store<u64>(p, load<u64>(p) + by);
+}
+
+@inline export function countDrop(reason: u32): void {
+  const p = dropsPtr + (<usize>reason << 3);
+  store<u64>(p, load<u64>(p) + 1);
+}
+
+@inline export function countPass(reason: u32): void {
+  const p = passesPtr + (<usize>reason << 3);
+  store<u64>(p, load<u64>(p) + 1);
+}

@@ -1,0 +1,417 @@
+// The per-packet path: classify each descriptor's frame, find or create its flow, pick the backend,
+// rewrite, and write the verdict. One call handles a whole batch (docs/abi.md "Descriptor").
+//
+// Directions: FWD = client -> VIP; REPLY = VIP -> client (in a capture taken at the cluster's entry
+// point this stands for what the owning backend sends back); BACKEND = backend -> client in NAT mode
+// (rewritten back to the VIP, two-way NAT as in IPVS).
+import { descPtr, DESC_SIZE, keyPtr, key2Ptr, flowsPtr, FLOW_SIZE } from './layout';
+import {
+  count, countDrop, countPass,
+  C_RX_PACKETS, C_RX_BYTES, C_TX_BACKEND, C_TX_CLIENT, C_PASSED, C_DROPPED, C_FLOWS_CREATED,
+  C_FLOW_TABLE_FULL, C_FLOWS_RESTEERED, C_FLOWS_MIDSTREAM, C_FLOWS_REUSED, C_FRAG_TRACKED,
+  C_FRAG_FOLLOWED, C_ICMP_FOLLOWED, C_ENCAPSULATED, C_NAT_REWRITES, C_BATCHES, C_STATELESS,
+  C_REPLY_FROM_BACKEND, C_L2_CONVERTED, C_FLOW_HITS,
+  D_TRUNCATED, D_LINKTYPE, D_BAD_IP, D_NO_SERVICE, D_NO_BACKEND, D_FRAG_ORPHAN, D_TOO_BIG, D_BAD_L4,
+  P_NOT_IP, P_NOT_VIP, P_ICMP_TO_VIP, P_ICMP_NO_FLOW,
+} from './counters';
+import {
+  parseL2, parseL3, be16, PARSE_OK, PARSE_NOT_IP, PARSE_TRUNCATED, PARSE_LINKTYPE,
+  pEthertype, pIsEthernet, pFamily, pProto, pL3, pL4, pHasL4, pL3Len, pFragment, pFragFirst, pFragId,
+  pSrc, pDst, pAddrLen, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP, IPPROTO_ICMPV6, ET_IPV4, ET_IPV6,
+} from './net/parse';
+import { natRewrite, emitL2, encapLength, writeEncap, replaceAddr } from './net/rewrite';
+import { adjust, adjustUdp, delta } from './net/csum';
+import { flowHash } from './lb/flowhash';
+import {
+  lookupFlow, insertFlow, closeFlow, timeoutFor,
+  F_EXPIRE, F_BACKEND, F_STATE, F_FLAGS, F_PACKETS, F_BYTES,
+  TS_NONE, TS_SYN, TS_ESTABLISHED, TS_FIN, TS_CLOSE, FL_FROM_REPLY,
+} from './lb/flowtable';
+import { fragRecord, fragLookup } from './lb/frag';
+import { schedule } from './lb/schedule';
+import {
+  findVip, findBackendByAddr, vipPtr, backendPtr, bstatPtr, bump, vipHasPort, gwMacHi, gwMacLo,
+  V_ADDR, V_TSRC4, V_TSRC6, V_METHOD, V_SCHED, V_PROTOS, V_GUE_PORT, B_ADDR, B_MAC, B_STATE, B_VIP,
+  B_ACTIVE, B_FAMILY, BS_PACKETS, BS_BYTES, BS_FLOWS, BS_REPLY_PACKETS, BS_REPLY_BYTES, BS_RESTEERED_IN,
+  M_NAT, M_DR, S_SH, ST_DOWN, PROTO_TCP_BIT, PROTO_UDP_BIT,
+} from './lb/config';
+import { emit, EV_FLOW_CREATED, EV_FLOW_RESTEERED, CR_REUSED } from './events';
+
+export const VERDICT_DROP: u8 = 0;
+export const VERDICT_BACKEND: u8 = 1;
+export const VERDICT_CLIENT: u8 = 2;
+export const VERDICT_PASS: u8 = 3;
+
+const DIR_FWD: u32 = 0;
+const DIR_REPLY: u32 = 1;
+const DIR_BACKEND: u32 = 2;
+
+const TCP_FIN: u32 = 1;
+const TCP_SYN: u32 = 2;
+const TCP_RST: u32 = 4;
+const TCP_ACK: u32 = 16;
+
+@inline function drop(d: usize, reason: u32): void {
+  store<u8>(d, VERDICT_DROP, 24);
+  store<u8>(d, <u8>reason, 25);
+  count(C_DROPPED);
+  countDrop(reason);
+}
+
+@inline function pass(d: usize, reason: u32): void {
+  store<u8>(d, VERDICT_PASS, 24);
+  store<u8>(d, <u8>reason, 25);
+  count(C_PASSED);
+  countPass(reason);
+}
+
+/** Writes a 16-byte key address from a 4- or 16-byte packet address (IPv4 becomes ::ffff:a.b.c.d). */
+@inline function keyAddr(k: usize, a: usize, len: u32): void {
+  if (len == 4) {
+    store<u64>(k, 0);
+    store<u32>(k, 0xffff0000, 8);
+    store<u32>(k, load<u32>(a), 12);
+  } else {
+    store<u64>(k, load<u64>(a));
+    store<u64>(k, load<u64>(a, 8), 8);
+  }
+}
+
+export function processBatch(n: u32): u32 {
+  count(C_BATCHES);
+  let d = descPtr;
+  for (let i: u32 = 0; i < n; i++, d += DESC_SIZE) processOne(d);
+  return n;
+}
+
+function parseFail(d: usize, r: i32): void {
+  if (r == PARSE_NOT_IP) pass(d, P_NOT_IP);
+  else if (r == PARSE_TRUNCATED) drop(d, D_TRUNCATED);
+  else if (r == PARSE_LINKTYPE) drop(d, D_LINKTYPE);
+  else drop(d, D_BAD_IP);
+}
+
+function processOne(d: usize): void {
+  const data = <usize>load<u32>(d);
+  const caplen = load<u32>(d, 4);
+  const wirelen = load<u32>(d, 8);
+  const link = <u32>load<u16>(d, 14);
+  const now = load<u32>(d, 16);
+  store<u64>(d, 0, 24);
+  count(C_RX_PACKETS);
+  count(C_RX_BYTES, wirelen);
+
+  let r = parseL2(data, caplen, link);
+  if (r != PARSE_OK) return parseFail(d, r);
+  r = parseL3(data, caplen);
+  if (r != PARSE_OK) return parseFail(d, r);
+
+  // Who is talking: a VIP as destination, a VIP as source, or a NAT backend as source.
+  const k = keyPtr;
+  keyAddr(k, pSrc, pAddrLen);
+  keyAddr(k + 16, pDst, pAddrLen);
+  store<u64>(k, 0, 32);
+  let dir = DIR_FWD;
+  let vip = findVip(k + 16);
+  let fromBackend: i32 = -1;
+  if (vip < 0) {
+    vip = findVip(k);
+    if (vip >= 0) dir = DIR_REPLY;
+    else {
+      fromBackend = findBackendByAddr(k);
+      if (fromBackend < 0) return pass(d, P_NOT_VIP);
+      vip = <i32>load<u16>(backendPtr(<u32>fromBackend) + B_VIP);
+      if (<u32>load<u8>(vipPtr(<u32>vip) + V_METHOD) != M_NAT) return pass(d, P_NOT_VIP);
+      dir = DIR_BACKEND;
+    }
+  }
+  const v = vipPtr(<u32>vip);
+
+  // Later fragments carry no ports: they follow their first fragment's decision.
+  if (pFragment && !pFragFirst) {
+    const fk = fragKey();
+    const fe = fragLookup(fk, flowHash(fk), now);
+    if (!fe) return drop(d, D_FRAG_ORPHAN);
+    count(C_FRAG_FOLLOWED);
+    deliver(d, data, caplen, <u32>load<u8>(fe, 10), <u32>load<u8>(fe, 11), <u32>load<u16>(fe, 8), 0);
+    return;
+  }
+
+  const proto = pProto;
+  if (proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6) {
+    if (dir == DIR_FWD) return icmpToVip(d, data, caplen, <u32>vip, now);
+    return pass(d, P_ICMP_TO_VIP);
+  }
+  let bit: u32 = 0;
+  if (proto == IPPROTO_TCP) {
+    if (pL4 + 20 > caplen) return drop(d, D_TRUNCATED);
+    if ((<u32>load<u8>(data + pL4 + 12) >> 4) < 5) return drop(d, D_BAD_L4);
+    bit = PROTO_TCP_BIT;
+  } else if (proto == IPPROTO_UDP) {
+    if (pL4 + 8 > caplen) return drop(d, D_TRUNCATED);
+    bit = PROTO_UDP_BIT;
+  }
+  const sport = load<u16>(data + pL4), dport = load<u16>(data + pL4 + 2);
+  const vport = dir == DIR_FWD ? dport : sport;
+  if (!(<u32>load<u8>(v + V_PROTOS) & bit) || !vipHasPort(<u32>vip, <u32>bswap<u16>(vport))) {
+    if (dir == DIR_FWD) return drop(d, D_NO_SERVICE);
+    return pass(d, P_NOT_VIP);
+  }
+
+  // The flow key always names the client first (docs/abi.md "Flow key").
+  if (dir == DIR_FWD) {
+    store<u16>(k, sport, 32);
+    store<u16>(k, dport, 34);
+  } else {
+    keyAddr(k, pDst, pAddrLen);
+    memory.copy(k + 16, v + V_ADDR, 16);
+    store<u16>(k, dport, 32);
+    store<u16>(k, sport, 34);
+  }
+  store<u8>(k, <u8>proto, 36);
+  const h = flowHash(k);
+  const tcpFlags: u32 = proto == IPPROTO_TCP ? <u32>load<u8>(data + pL4 + 13) : 0;
+
+  let e = lookupFlow(k, h, now);
+  if (e && proto == IPPROTO_TCP && dir == DIR_FWD && (tcpFlags & (TCP_SYN | TCP_ACK)) == TCP_SYN) {
+    // A new connection reusing the ports of one that is closing: start over (IPVS conn_reuse_mode).
+    const st = <u32>load<u8>(e, F_STATE);
+    if (st == TS_FIN || st == TS_CLOSE) {
+      closeFlow(e, CR_REUSED, now);
+      count(C_FLOWS_REUSED);
+      e = lookupFlow(k, h, now);
+    }
+  }
+  let j: i32;
+  if (e) {
+    count(C_FLOW_HITS);
+    j = <i32>load<u16>(e, F_BACKEND);
+    if (<u32>load<u8>(backendPtr(<u32>j) + B_STATE) == ST_DOWN) {
+      // The backend is down: re-steer this flow to a live one (healthy backends' flows never move).
+      const nj = pick(<u32>vip, h, k);
+      if (nj < 0) return drop(d, D_NO_BACKEND);
+      moveActive(<u32>j, <u32>nj);
+      store<u16>(e, <u16>nj, F_BACKEND);
+      bump(bstatPtr(<u32>nj) + BS_RESTEERED_IN, 1);
+      count(C_FLOWS_RESTEERED);
+      emit(EV_FLOW_RESTEERED, <u32>j, <u32>nj, now, e);
+      j = nj;
+    }
+  } else {
+    j = dir == DIR_BACKEND ? fromBackend : pick(<u32>vip, h, k);
+    if (j < 0) return drop(d, D_NO_BACKEND);
+    e = insertFlow(k, h, now);
+    if (e) {
+      let st = TS_NONE;
+      if (proto == IPPROTO_TCP) {
+        if (tcpFlags & TCP_SYN) st = TS_SYN;
+        else {
+          st = TS_ESTABLISHED;
+          count(C_FLOWS_MIDSTREAM);
+        }
+      }
+      store<u16>(e, <u16>j, F_BACKEND);
+      store<u8>(e, <u8>st, F_STATE);
+      store<u8>(e, dir == DIR_FWD ? 0 : <u8>FL_FROM_REPLY, F_FLAGS);
+      const bp = backendPtr(<u32>j) + B_ACTIVE;
+      store<u32>(bp, load<u32>(bp) + 1);
+      bump(bstatPtr(<u32>j) + BS_FLOWS, 1);
+      count(C_FLOWS_CREATED);
+      emit(EV_FLOW_CREATED, 0, <u32>j, now, e);
+    } else {
+      count(C_FLOW_TABLE_FULL);
+      count(C_STATELESS);
+    }
+  }
+  if (e) {
+    store<u32>(e, load<u32>(e, F_PACKETS) + 1, F_PACKETS);
+    store<u64>(e, load<u64>(e, F_BYTES) + wirelen, F_BYTES);
+    let st = <u32>load<u8>(e, F_STATE);
+    if (proto == IPPROTO_TCP) {
+      if (tcpFlags & TCP_RST) st = TS_CLOSE;
+      else if (tcpFlags & TCP_FIN) {
+        if (st < TS_FIN) st = TS_FIN;
+      } else if (st == TS_SYN && !(tcpFlags & TCP_SYN)) st = TS_ESTABLISHED;
+      store<u8>(e, <u8>st, F_STATE);
+    }
+    store<u32>(e, now + timeoutFor(proto, st), F_EXPIRE);
+    store<u32>(d, <u32>((e - flowsPtr) / FLOW_SIZE) + 1, 28);
+  }
+  if (pFragment) {
+    const fk = fragKey();
+    fragRecord(fk, flowHash(fk), now, <u32>j, dir, <u32>vip);
+    count(C_FRAG_TRACKED);
+  }
+  deliver(d, data, caplen, dir, <u32>vip, <u32>j, h);
+}
+
+/** Scheduler call; computes the client-address hash only for source hashing. */
+function pick(vip: u32, h: u32, k: usize): i32 {
+  let sh: u32 = 0;
+  if (<u32>load<u8>(vipPtr(vip) + V_SCHED) == S_SH) {
+    const k2 = key2Ptr;
+    memory.copy(k2, k, 16);
+    memory.fill(k2 + 16, 0, 24);
+    sh = flowHash(k2);
+  }
+  return schedule(vip, h, sh);
+}
+
+function moveActive(from: u32, to: u32): void {
+  const a = backendPtr(from) + B_ACTIVE;
+  const x = load<u32>(a);
+  if (x) store<u32>(a, x - 1);
+  const b = backendPtr(to) + B_ACTIVE;
+  store<u32>(b, load<u32>(b) + 1);
+}
+
+/** Fragment key in key2: source, destination, IP ID, protocol. */
+function fragKey(): usize {
+  const k2 = key2Ptr;
+  keyAddr(k2, pSrc, pAddrLen);
+  keyAddr(k2 + 16, pDst, pAddrLen);
+  store<u32>(k2, pFragId, 32);
+  store<u32>(k2, pProto, 36);
+  return k2;
+}
+
+/** Applies the VIP's forwarding method for a packet whose backend j is decided. */
+function deliver(d: usize, data: usize, caplen: u32, dir: u32, vip: u32, j: u32, h: u32): void {
+  const v = vipPtr(vip);
+  const b = backendPtr(j);
+  const method = <u32>load<u8>(v + V_METHOD);
+  const et = pEthertype;
+  if (dir == DIR_FWD) {
+    if (method == M_NAT) {
+      natRewrite(data, caplen, pDst, b + B_ADDR);
+      count(C_NAT_REWRITES);
+      emitL2(d, data, 0, true, b + B_MAC, 0, 0, et);
+    } else if (method == M_DR) {
+      emitL2(d, data, 0, true, b + B_MAC, 0, 0, et);
+    } else {
+      const fam = <u32>load<u8>(b + B_FAMILY);
+      const extra = encapLength(method, fam);
+      if (pL3Len + extra - (fam == 6 ? 40 : 0) > 65535) return drop(d, D_TOO_BIG);
+      const innerCap = caplen - pL3;
+      const o = emitL2(d, data, extra, true, b + B_MAC, 0, 0, fam == 4 ? ET_IPV4 : ET_IPV6);
+      writeEncap(o, method, fam, v + (fam == 4 ? V_TSRC4 : V_TSRC6), b + B_ADDR, h,
+        <u32>load<u16>(v + V_GUE_PORT), innerCap);
+      count(C_ENCAPSULATED);
+    }
+    if (!pIsEthernet) count(C_L2_CONVERTED);
+    store<u8>(d, VERDICT_BACKEND, 24);
+    store<u16>(d, <u16>j, 26);
+    const s = bstatPtr(j);
+    bump(s + BS_PACKETS, 1);
+    bump(s + BS_BYTES, load<u32>(d, 8));
+    count(C_TX_BACKEND);
+    return;
+  }
+  // Towards the client.
+  if (dir == DIR_BACKEND) {
+    natRewrite(data, caplen, pSrc, v + V_ADDR);
+    count(C_REPLY_FROM_BACKEND);
+  }
+  const s = bstatPtr(j);
+  bump(s + BS_REPLY_PACKETS, 1);
+  bump(s + BS_REPLY_BYTES, load<u32>(d, 8));
+  if (method == M_NAT || !pIsEthernet) {
+    // Two-way NAT: the reply leaves through the balancer with its MAC as source. Non-Ethernet
+    // input also gets an Ethernet header, addressed to the configured gateway.
+    emitL2(d, data, 0, !pIsEthernet, 0, gwMacHi, gwMacLo, et);
+    if (!pIsEthernet) count(C_L2_CONVERTED);
+  }
+  store<u8>(d, VERDICT_CLIENT, 24);
+  store<u16>(d, <u16>j, 26);
+  count(C_TX_CLIENT);
+}
+
+/**
+ * ICMP towards a VIP. Errors about a tracked flow (destination unreachable, time exceeded, ...)
+ * follow that flow to its backend, as IPVS does: the quoted packet is one the cluster sent, so
+ * its source is the VIP and its destination the client. Echo and the rest go to the host.
+ */
+function icmpToVip(d: usize, data: usize, caplen: u32, vip: u32, now: u32): void {
+  if (!pHasL4) return pass(d, P_ICMP_TO_VIP);
+  if (pL4 + 8 > caplen) return drop(d, D_TRUNCATED);
+  const type = <u32>load<u8>(data + pL4);
+  const isErr = pFamily == 4
+    ? (type == 3 || type == 4 || type == 11 || type == 12)
+    : (type >= 1 && type <= 4);
+  if (!isErr || pProto != (pFamily == 4 ? IPPROTO_ICMP : IPPROTO_ICMPV6)) return pass(d, P_ICMP_TO_VIP);
+  // The quoted packet.
+  const q = pL4 + 8;
+  let qSrc: usize, qDst: usize, qL4: u32, qProto: u32, qCsum: usize = 0;
+  if (pFamily == 4) {
+    if (q + 20 > caplen) return pass(d, P_ICMP_NO_FLOW);
+    const ihl = (<u32>load<u8>(data + q) & 15) << 2;
+    if ((<u32>load<u8>(data + q) >> 4) != 4 || ihl < 20) return pass(d, P_ICMP_NO_FLOW);
+    qProto = <u32>load<u8>(data + q + 9);
+    qSrc = data + q + 12;
+    qDst = data + q + 16;
+    qL4 = q + ihl;
+    qCsum = data + q + 10;
+  } else {
+    if (q + 40 > caplen) return pass(d, P_ICMP_NO_FLOW);
+    qProto = <u32>load<u8>(data + q + 6);
+    qSrc = data + q + 8;
+    qDst = data + q + 24;
+    qL4 = q + 40;
+  }
+  if ((qProto != IPPROTO_TCP && qProto != IPPROTO_UDP) || qL4 + 4 > caplen) return pass(d, P_ICMP_NO_FLOW);
+  const k = keyPtr;
+  keyAddr(k, qDst, pAddrLen);
+  keyAddr(k + 16, qSrc, pAddrLen);
+  const v = vipPtr(vip);
+  if (load<u64>(k + 16) != load<u64>(v + V_ADDR) || load<u64>(k + 24) != load<u64>(v + V_ADDR + 8)) {
+    return pass(d, P_ICMP_NO_FLOW);
+  }
+  store<u16>(k, load<u16>(data + qL4 + 2), 32);
+  store<u16>(k, load<u16>(data + qL4), 34);
+  store<u32>(k, qProto, 36);
+  const h = flowHash(k);
+  const e = lookupFlow(k, h, now);
+  if (!e) return pass(d, P_ICMP_NO_FLOW);
+  const j = <u32>load<u16>(e, F_BACKEND);
+  count(C_ICMP_FOLLOWED);
+  if (<u32>load<u8>(v + V_METHOD) == M_NAT) {
+    // Outer destination VIP -> backend, and the quoted source likewise, with every checksum that
+    // covers a changed word: outer IPv4 header, quoted IPv4 header, quoted UDP (when captured),
+    // and the ICMP checksum over all of it (ICMPv6 also over the outer pseudo-header).
+    const b = backendPtr(j);
+    const alen = pAddrLen;
+    const to = alen == 4 ? b + B_ADDR + 12 : b + B_ADDR;
+    const dOuter = replaceAddr(pDst, to, alen);
+    if (pFamily == 4) adjust(data + pL3 + 10, dOuter);
+    let dIcmp: u64 = pFamily == 6 ? dOuter : 0;
+    const dQ = replaceAddr(qSrc, to, alen);
+    dIcmp += dQ;
+    if (qCsum) {
+      const before = <u64>load<u16>(qCsum);
+      adjust(qCsum, dQ);
+      dIcmp += delta(before, <u64>load<u16>(qCsum));
+    }
+    if (qProto == IPPROTO_UDP && qL4 + 8 <= caplen) {
+      const c = data + qL4 + 6;
+      const before = <u64>load<u16>(c);
+      adjustUdp(c, dQ);
+      dIcmp += delta(before, <u64>load<u16>(c));
+    } else if (qProto == IPPROTO_TCP && qL4 + 18 <= caplen) {
+      const c = data + qL4 + 16;
+      const before = <u64>load<u16>(c);
+      adjust(c, dQ);
+      dIcmp += delta(before, <u64>load<u16>(c));
+    }
+    adjust(data + pL4 + 2, dIcmp);
+    count(C_NAT_REWRITES);
+    emitL2(d, data, 0, true, b + B_MAC, 0, 0, pEthertype);
+    store<u8>(d, VERDICT_BACKEND, 24);
+    store<u16>(d, <u16>j, 26);
+    const s = bstatPtr(j);
+    bump(s + BS_PACKETS, 1);
+    bump(s + BS_BYTES, load<u32>(d, 8));
+    count(C_TX_BACKEND);
+    return;
+  }
+  deliver(d, data, caplen, DIR_FWD, vip, j, h);
+}

@@ -1,0 +1,74 @@
+// The module's exports, and nothing else: regions, config calls, the batch call, test helpers.
+// Every export is documented in docs/abi.md; the module imports nothing.
+import {
+  ABI_VERSION, BATCH, HEADROOM, SCRATCH_SIZE, layout, descPtr, arenaPtr, arenaSize, scratchPtr, ioPtr,
+  ioSize, countersPtr, dropsPtr, passesPtr, bstatsPtr, eventsPtr, eventCap, eventHeadPtr, ringPtr,
+  initialized, flowsPtr, flowBucketMask, WAYS,
+} from './layout';
+import { processBatch } from './engine';
+import {
+  configGlobal, configVip, configVipPorts, configBackend, configCommit, setBackendState, backendCount,
+} from './lb/config';
+import { setTimeouts, expireFlows, flushFlows, flowLive } from './lb/flowtable';
+import { setHashKey, flowHash, flowHashSym } from './lb/flowhash';
+import { sumBytes, finish } from './net/csum';
+import { setEventMask, emit, EV_BACKEND_STATE } from './events';
+
+export function abi_version(): u32 { return ABI_VERSION; }
+
+export function init(flowCapacity: u32, maxVips: u32, maxBackends: u32, ringEntries: u32, arenaBytes: u32, eventCapacity: u32): u32 {
+  return layout(flowCapacity, maxVips, maxBackends, ringEntries, arenaBytes, eventCapacity);
+}
+
+export function batch_size(): u32 { return BATCH; }
+export function headroom(): u32 { return HEADROOM; }
+export function desc_ptr(): usize { return descPtr; }
+export function arena_ptr(): usize { return arenaPtr; }
+export function arena_size(): u32 { return arenaSize; }
+export function scratch_ptr(): usize { return scratchPtr; }
+export function scratch_size(): u32 { return SCRATCH_SIZE; }
+export function io_ptr(): usize { return ioPtr; }
+export function io_size(): u32 { return ioSize; }
+export function counters_ptr(): usize { return countersPtr; }
+export function drops_ptr(): usize { return dropsPtr; }
+export function passes_ptr(): usize { return passesPtr; }
+export function backend_stats_ptr(): usize { return bstatsPtr; }
+export function events_ptr(): usize { return eventsPtr; }
+export function event_capacity(): u32 { return eventCap; }
+export function event_head_ptr(): usize { return eventHeadPtr; }
+export function ring_ptr(): usize { return ringPtr; }
+export function flow_table_ptr(): usize { return flowsPtr; }
+export function flow_table_entries(): u32 { return (flowBucketMask + 1) * WAYS; }
+
+export function config_global(lbMacHi: u32, lbMacLo: u32, gwMacHi: u32, gwMacLo: u32): void {
+  configGlobal(lbMacHi, lbMacLo, gwMacHi, gwMacLo);
+}
+export function config_timeouts(syn: u32, established: u32, fin: u32, close: u32, udp: u32, icmp: u32, frag: u32): void {
+  setTimeouts(syn, established, fin, close, udp, icmp, frag);
+}
+export function config_hash_key(k0: u64, k1: u64): void { setHashKey(k0, k1); }
+export function config_events(mask: u32): void { setEventMask(mask); }
+export function config_vip(i: u32, family: u32, method: u32, scheduler: u32, protoMask: u32, firstBackend: u32, backendCount: u32, ringOffset: u32, ringSize: u32, guePort: u32): u32 {
+  return configVip(i, family, method, scheduler, protoMask, firstBackend, backendCount, ringOffset, ringSize, guePort);
+}
+export function config_vip_ports(i: u32, allPorts: u32): void { configVipPorts(i, allPorts); }
+export function config_backend(j: u32, vip: u32, weight: u32, state: u32, macHi: u32, macLo: u32): u32 {
+  return configBackend(j, vip, weight, state, macHi, macLo);
+}
+export function config_commit(vipCount: u32, backendCount: u32): u32 { return configCommit(vipCount, backendCount); }
+export function set_backend_state(j: u32, state: u32, nowS: u32): void {
+  if (j >= backendCount) return;
+  setBackendState(j, state);
+  emit(EV_BACKEND_STATE, state, j, nowS, 0);
+}
+
+export function process(n: u32): u32 {
+  if (!initialized) return 0;
+  return processBatch(n);
+}
+export function expire(nowS: u32, buckets: u32): u32 { return expireFlows(nowS, buckets); }
+export function flush_flows(max: u32, nowS: u32): u32 { return flushFlows(max, nowS); }
+export function flow_count(): u32 { return flowLive; }
+export function flow_hash(keyPtr: usize): u32 { return flowHash(keyPtr); }
+export function flow_hash_sym(keyPtr: usize): u32 { return flowHashSym(keyPtr); }
+export function csum(ptr: usize, len: u32): u32 { return finish(sumBytes(ptr, len)); }

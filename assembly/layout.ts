@@ -1,0 +1,131 @@
+// Linear-memory layout of the engine: every region is carved out once by init() and never moves,
+// so a host's views of memory stay valid (no managed objects, --runtime stub). The sizes and record
+// layouts here are the ABI (docs/abi.md); change them only with ABI_VERSION.
+
+export const ABI_VERSION: u32 = 1;
+
+/** Descriptors per batch: one JS->WASM call processes up to this many packets. */
+export const BATCH: u32 = 256;
+/** Bytes free in front of every frame so encapsulation only moves the start back (Snabb shiftright). */
+export const HEADROOM: u32 = 256;
+export const DESC_SIZE: u32 = 32;
+export const SCRATCH_SIZE: u32 = 16384;
+
+export const N_COUNTERS: u32 = 64;
+export const N_DROPS: u32 = 32;
+export const N_PASSES: u32 = 16;
+
+export const VIP_SIZE: u32 = 128;
+export const PORTMAP_SIZE: u32 = 8192; // one bit per port
+export const BACKEND_SIZE: u32 = 64;
+export const BSTATS_SIZE: u32 = 64; // u64[8]
+export const FLOW_SIZE: u32 = 64; // one cache line per flow
+export const WAYS: u32 = 4; // entries per bucket
+export const EVENT_SIZE: u32 = 64;
+export const FRAG_SIZE: u32 = 64;
+export const FRAG_BUCKETS: u32 = 1024; // x WAYS entries
+export const BADDR_SLOTS_PER_BACKEND: u32 = 2; // backend address index load factor <= 0.5
+
+export let descPtr: usize = 0;
+export let arenaPtr: usize = 0;
+export let arenaSize: u32 = 0;
+export let scratchPtr: usize = 0;
+export let ioPtr: usize = 0;
+export let ioSize: u32 = 0;
+export let countersPtr: usize = 0;
+export let dropsPtr: usize = 0;
+export let passesPtr: usize = 0;
+export let vipsPtr: usize = 0;
+export let maxVips: u32 = 0;
+export let portmapsPtr: usize = 0;
+export let backendsPtr: usize = 0;
+export let bstatsPtr: usize = 0;
+export let maxBackends: u32 = 0;
+export let baddrPtr: usize = 0; // backend address index: u32 slots (backend index + 1)
+export let baddrMask: u32 = 0;
+export let ringPtr: usize = 0;
+export let ringEntries: u32 = 0;
+export let flowsPtr: usize = 0;
+export let flowBucketMask: u32 = 0;
+export let eventsPtr: usize = 0;
+export let eventCap: u32 = 0;
+export let eventHeadPtr: usize = 0; // u32 head (engine), u32 tail (host)
+export let fragsPtr: usize = 0;
+export let keyPtr: usize = 0; // 64-byte work area for the current packet's flow key
+export let key2Ptr: usize = 0; // second key (source hash, frag key)
+export let initialized: bool = false;
+
+@inline function align(p: usize, a: usize): usize {
+  return (p + a - 1) & ~(a - 1);
+}
+
+function pow2ceil(x: u32): u32 {
+  if (x <= 1) return 1;
+  return 1 << (32 - clz<u32>(x - 1));
+}
+
+let cursor: usize = 0;
+
+function carve(bytes: usize, alignment: usize): usize {
+  cursor = align(cursor, alignment);
+  const p = cursor;
+  cursor += bytes;
+  return p;
+}
+
+/** Lays out every region; returns 0, 1 (bad argument) or 2 (memory could not grow). */
+export function layout(
+  flowCapacity: u32,
+  vips: u32,
+  backends: u32,
+  rings: u32,
+  arenaBytes: u32,
+  events: u32,
+): u32 {
+  if (initialized) return 1;
+  if (flowCapacity < WAYS * 2 || flowCapacity > (1 << 26)) return 1;
+  if (vips < 1 || vips > 255 || backends < 1 || backends > 65534) return 1;
+  if (arenaBytes < (1 << 20) || arenaBytes > (1 << 30)) return 1;
+  if (events < BATCH * 4 || events > (1 << 24)) return 1;
+  if (rings > (1 << 26)) return 1;
+  const buckets = pow2ceil((flowCapacity + WAYS - 1) / WAYS);
+  events = pow2ceil(events);
+  cursor = __heap_base;
+  keyPtr = carve(64, 64);
+  key2Ptr = carve(64, 64);
+  eventHeadPtr = carve(64, 64);
+  countersPtr = carve(N_COUNTERS * 8, 64);
+  dropsPtr = carve(N_DROPS * 8, 64);
+  passesPtr = carve(N_PASSES * 8, 64);
+  scratchPtr = carve(SCRATCH_SIZE, 64);
+  descPtr = carve(BATCH * DESC_SIZE, 64);
+  vipsPtr = carve(<usize>vips * VIP_SIZE, 64);
+  portmapsPtr = carve(<usize>vips * PORTMAP_SIZE, 64);
+  backendsPtr = carve(<usize>backends * BACKEND_SIZE, 64);
+  bstatsPtr = carve(<usize>backends * BSTATS_SIZE, 64);
+  const baddrSlots = pow2ceil(backends * BADDR_SLOTS_PER_BACKEND);
+  baddrPtr = carve(<usize>baddrSlots * 4, 64);
+  ringPtr = carve(<usize>rings * 2, 64);
+  fragsPtr = carve(<usize>FRAG_BUCKETS * WAYS * FRAG_SIZE, 64);
+  eventsPtr = carve(<usize>events * EVENT_SIZE, 64);
+  flowsPtr = carve(<usize>buckets * WAYS * FLOW_SIZE, 64);
+  arenaPtr = carve(arenaBytes, 64);
+  ioPtr = carve(arenaBytes, 64);
+  const end = carve(0, 65536);
+  const have = <usize>memory.size() << 16;
+  if (end > have) {
+    if (memory.grow(<i32>((end - have) >> 16)) < 0) return 2;
+  }
+  // Fresh pages are zero; regions below __heap_base + static data may not be.
+  memory.fill(keyPtr, 0, fragsPtr - keyPtr);
+  maxVips = vips;
+  maxBackends = backends;
+  baddrMask = baddrSlots - 1;
+  ringEntries = rings;
+  flowBucketMask = buckets - 1;
+  eventCap = events;
+  arenaSize = arenaBytes;
+  ioSize = arenaBytes;
+  initialized = true;
+  return 0;
+}
