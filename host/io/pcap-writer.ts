@@ -40,12 +40,6 @@ export class PcapWriter {
 
   /** Appends one record. `tsNs` is nanoseconds since the Unix epoch. */
   write(src: Buffer, start: number, caplen: number, wirelen: number, tsNs: bigint | number): void {
-    if (this.off + 16 + caplen > this.buf.length) {
-      this.flush();
-      if (16 + caplen > this.buf.length) this.buf = Buffer.allocUnsafe(16 + caplen);
-    }
-    const b = this.buf;
-    let o = this.off;
     let sec: number;
     let frac: number;
     if (typeof tsNs === 'bigint') {
@@ -55,14 +49,23 @@ export class PcapWriter {
       sec = Math.floor(tsNs / 1e9);
       frac = tsNs - sec * 1e9;
     }
-    if (!this.nanos) frac = Math.floor(frac / 1000);
+    this.writeRecord(src, start, caplen, wirelen, sec, frac);
+  }
+
+  /** Appends one record with its timestamp as seconds and nanoseconds (no 64-bit arithmetic). */
+  writeRecord(src: Buffer, start: number, caplen: number, wirelen: number, sec: number, nsec: number): void {
+    if (this.off + 16 + caplen > this.buf.length) {
+      this.flush();
+      if (16 + caplen > this.buf.length) this.buf = Buffer.allocUnsafe(16 + caplen);
+    }
+    const b = this.buf;
+    const o = this.off;
     b.writeUInt32LE(sec >>> 0, o);
-    b.writeUInt32LE(frac >>> 0, o + 4);
+    b.writeUInt32LE((this.nanos ? nsec : Math.floor(nsec / 1000)) >>> 0, o + 4);
     b.writeUInt32LE(caplen, o + 8);
     b.writeUInt32LE(wirelen, o + 12);
-    o += 16;
-    src.copy(b, o, start, start + caplen);
-    this.off = o + caplen;
+    src.copy(b, o + 16, start, start + caplen);
+    this.off = o + 16 + caplen;
     this.packets++;
     this.bytes += wirelen;
   }
