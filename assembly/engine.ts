@@ -190,11 +190,12 @@ function processOne(d: usize): void {
       // The backend is down: re-steer this flow to a live one (healthy backends' flows never move).
       const nj = pick(<u32>vip, h, k);
       if (nj < 0) return drop(d, D_NO_BACKEND);
+      // The event carries the old backend in the flow copy (bytes 8..9) and the new one in its header.
+      emit(EV_FLOW_RESTEERED, 0, <u32>nj, now, e);
       moveActive(<u32>j, <u32>nj);
       store<u16>(e, <u16>nj, F_BACKEND);
       bump(bstatPtr(<u32>nj) + BS_RESTEERED_IN, 1);
       count(C_FLOWS_RESTEERED);
-      emit(EV_FLOW_RESTEERED, <u32>j, <u32>nj, now, e);
       j = nj;
     }
   } else {

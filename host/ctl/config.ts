@@ -1,0 +1,306 @@
+// The JSON configuration: parsing, defaults and validation. Every error names the field
+// (`vips[0].backends[1].mac`) and says what to change; ConfigError carries a stable code.
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { DEFAULT_RING_SIZE, isPrime } from './maglev.js';
+
+export const METHODS = ['nat', 'dr', 'ipip', 'gre', 'gue'] as const;
+export const SCHEDULERS = ['maglev', 'rr', 'wrr', 'lc', 'wlc', 'sh', 'p2c'] as const;
+export const BACKEND_STATES = ['active', 'draining', 'down'] as const;
+export type Method = (typeof METHODS)[number];
+export type Scheduler = (typeof SCHEDULERS)[number];
+export type BackendState = (typeof BACKEND_STATES)[number];
+
+export interface BackendConfig {
+  id: string;
+  address: string;
+  family: 4 | 6;
+  mac: string;
+  weight: number;
+  state: BackendState;
+}
+
+export interface VipConfig {
+  address: string;
+  family: 4 | 6;
+  ports: number[] | null; // null = every port
+  protocols: ('tcp' | 'udp')[];
+  method: Method;
+  scheduler: Scheduler;
+  ringSize: number;
+  tunnel: { source: string | null; source6: string | null; guePort: number };
+  backends: BackendConfig[];
+}
+
+export interface Timeouts {
+  tcpSyn: number;
+  tcpEstablished: number;
+  tcpFin: number;
+  tcpClose: number;
+  udp: number;
+  icmp: number;
+  frag: number;
+}
+
+export interface Config {
+  mac: string;
+  gatewayMac: string;
+  flowCapacity: number;
+  hashKey: string; // 32 hex digits
+  timeouts: Timeouts;
+  vips: VipConfig[];
+}
+
+export const DEFAULT_TIMEOUTS: Timeouts = {
+  tcpSyn: 60, tcpEstablished: 900, tcpFin: 120, tcpClose: 10, udp: 300, icmp: 60, frag: 30,
+};
+export const DEFAULT_FLOW_CAPACITY = 1 << 20;
+export const DEFAULT_GUE_PORT = 6080;
+const DEFAULT_HASH_KEY = '736c625f6b657930736c625f6b657931';
+
+export class ConfigError extends Error {
+  readonly code = 'CONFIG_INVALID';
+  constructor(readonly field: string, message: string) {
+    super(field ? `config: ${field}: ${message}` : `config: ${message}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Obj = Record<string, unknown>;
+
+function isObj(x: unknown): x is Obj {
+  return typeof x === 'object' && x !== null && !Array.isArray(x);
+}
+
+function only(o: Obj, path: string, allowed: string[]): void {
+  for (const k of Object.keys(o)) {
+    if (!allowed.includes(k)) {
+      throw new ConfigError(path ? `${path}.${k}` : k, `unknown field (allowed here: ${allowed.join(', ')})`);
+    }
+  }
+}
+
+function str(o: Obj, key: string, path: string, def?: string): string {
+  const v = o[key];
+  if (v === undefined) {
+    if (def !== undefined) return def;
+    throw new ConfigError(`${path}${key}`, 'is required');
+  }
+  if (typeof v !== 'string' || v.length === 0) throw new ConfigError(`${path}${key}`, 'must be a non-empty string');
+  return v;
+}
+
+function int(o: Obj, key: string, path: string, def: number, min: number, max: number): number {
+  const v = o[key];
+  if (v === undefined) return def;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw new ConfigError(`${path}${key}`, `must be an integer from ${min} to ${max} (got ${JSON.stringify(v)})`);
+  }
+  return v;
+}
+
+function oneOf<T extends string>(o: Obj, key: string, path: string, allowed: readonly T[], def?: T): T {
+  const v = o[key];
+  if (v === undefined && def !== undefined) return def;
+  if (typeof v !== 'string' || !(allowed as readonly string[]).includes(v)) {
+    throw new ConfigError(`${path}${key}`, `must be one of ${allowed.map((a) => `"${a}"`).join(', ')} (got ${JSON.stringify(v)})`);
+  }
+  return v as T;
+}
+
+function address(o: Obj, key: string, path: string): { address: string; family: 4 | 6 } {
+  const a = str(o, key, path);
+  const f = isIP(a);
+  if (f === 0) throw new ConfigError(`${path}${key}`, `"${a}" is not an IPv4 or IPv6 address`);
+  return { address: a, family: f as 4 | 6 };
+}
+
+const MAC_RE = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
+
+function mac(o: Obj, key: string, path: string, def: string): string {
+  const m = str(o, key, path, def);
+  if (!MAC_RE.test(m)) throw new ConfigError(`${path}${key}`, `"${m}" is not a MAC address like 02:00:00:00:01:01`);
+  return m.toLowerCase();
+}
+
+/** A MAC derived from an address when the config gives none: 02 (locally administered) + 5 bytes. */
+export function defaultMac(addr: string): string {
+  const b = addressBytes(addr);
+  const tail = isIP(addr) === 4 ? [0, ...b.subarray(12, 16)] : Array.from(b.subarray(11, 16));
+  return ['02', ...tail.map((x) => x.toString(16).padStart(2, '0'))].join(':');
+}
+
+/** 16 bytes: IPv6 as is, IPv4 as ::ffff:a.b.c.d (the engine's key form). */
+export function addressBytes(addr: string): Uint8Array {
+  const out = new Uint8Array(16);
+  if (isIP(addr) === 4) {
+    out[10] = 0xff;
+    out[11] = 0xff;
+    addr.split('.').forEach((p, i) => (out[12 + i] = Number(p)));
+    return out;
+  }
+  let s = addr;
+  const pct = s.indexOf('%');
+  if (pct >= 0) s = s.slice(0, pct);
+  // An embedded IPv4 tail (::ffff:1.2.3.4) becomes two groups.
+  const m = s.match(/(\d+\.\d+\.\d+\.\d+)$/);
+  if (m) {
+    const q = m[1].split('.').map(Number);
+    s = s.slice(0, -m[1].length) + `${((q[0] << 8) | q[1]).toString(16)}:${((q[2] << 8) | q[3]).toString(16)}`;
+  }
+  const [head, tail] = s.split('::');
+  const h = head ? head.split(':') : [];
+  const t = tail !== undefined && tail !== '' ? tail.split(':') : [];
+  const groups = tail === undefined ? h : [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
+  groups.forEach((g, i) => {
+    const v = parseInt(g, 16);
+    out[i * 2] = v >> 8;
+    out[i * 2 + 1] = v & 0xff;
+  });
+  return out;
+}
+
+/** Text form of a 16-byte key address (IPv4-mapped shown as dotted quad). */
+export function formatAddress(b: Uint8Array, off = 0): string {
+  let mapped = b[off + 10] === 0xff && b[off + 11] === 0xff;
+  for (let i = 0; i < 10 && mapped; i++) if (b[off + i] !== 0) mapped = false;
+  if (mapped) return `${b[off + 12]}.${b[off + 13]}.${b[off + 14]}.${b[off + 15]}`;
+  const g: number[] = [];
+  for (let i = 0; i < 8; i++) g.push((b[off + 2 * i] << 8) | b[off + 2 * i + 1]);
+  // Longest run of zero groups (length >= 2) becomes '::' (RFC 5952).
+  let best = -1, bestLen = 0;
+  for (let i = 0; i < 8; ) {
+    if (g[i] !== 0) { i++; continue; }
+    let j = i;
+    while (j < 8 && g[j] === 0) j++;
+    if (j - i > bestLen && j - i >= 2) { best = i; bestLen = j - i; }
+    i = j;
+  }
+  const hex = g.map((x) => x.toString(16));
+  if (best < 0) return hex.join(':');
+  return `${hex.slice(0, best).join(':')}::${hex.slice(best + bestLen).join(':')}`;
+}
+
+const ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const RESERVED_IDS = new Set(['client', 'report', 'flows']);
+
+export function parseConfig(raw: unknown): Config {
+  if (!isObj(raw)) throw new ConfigError('', 'the top level must be a JSON object with a "vips" array');
+  only(raw, '', ['mac', 'gatewayMac', 'flowCapacity', 'hashKey', 'timeouts', 'vips']);
+  const lbMac = mac(raw, 'mac', '', '02:00:00:00:00:fe');
+  const gwMac = mac(raw, 'gatewayMac', '', '02:00:00:00:00:01');
+  const flowCapacity = int(raw, 'flowCapacity', '', DEFAULT_FLOW_CAPACITY, 1024, 1 << 26);
+  const hashKey = str(raw, 'hashKey', '', DEFAULT_HASH_KEY);
+  if (!/^[0-9a-fA-F]{32}$/.test(hashKey)) throw new ConfigError('hashKey', 'must be 32 hexadecimal digits (128 bits)');
+  const timeouts = { ...DEFAULT_TIMEOUTS };
+  if (raw.timeouts !== undefined) {
+    if (!isObj(raw.timeouts)) throw new ConfigError('timeouts', 'must be an object');
+    only(raw.timeouts, 'timeouts', Object.keys(DEFAULT_TIMEOUTS));
+    for (const k of Object.keys(DEFAULT_TIMEOUTS) as (keyof Timeouts)[]) {
+      timeouts[k] = int(raw.timeouts, k, 'timeouts.', DEFAULT_TIMEOUTS[k], 1, 86400 * 7);
+    }
+  }
+  if (!Array.isArray(raw.vips) || raw.vips.length === 0) throw new ConfigError('vips', 'must be a non-empty array');
+  if (raw.vips.length > 255) throw new ConfigError('vips', 'at most 255 VIPs');
+  const seenVip = new Set<string>();
+  const seenId = new Set<string>();
+  const vips = raw.vips.map((rv, i): VipConfig => {
+    const p = `vips[${i}].`;
+    if (!isObj(rv)) throw new ConfigError(`vips[${i}]`, 'must be an object');
+    only(rv, `vips[${i}]`, ['address', 'ports', 'protocols', 'method', 'scheduler', 'ringSize', 'tunnel', 'backends']);
+    const va = address(rv, 'address', p);
+    const norm = Buffer.from(addressBytes(va.address)).toString('hex');
+    if (seenVip.has(norm)) throw new ConfigError(`${p}address`, `${va.address} is configured twice`);
+    seenVip.add(norm);
+    let ports: number[] | null = null;
+    if (rv.ports !== undefined) {
+      if (!Array.isArray(rv.ports) || rv.ports.length === 0) throw new ConfigError(`${p}ports`, 'must be a non-empty array of ports (omit it for every port)');
+      ports = rv.ports.map((x, k) => {
+        if (typeof x !== 'number' || !Number.isInteger(x) || x < 1 || x > 65535) {
+          throw new ConfigError(`${p}ports[${k}]`, `must be a port from 1 to 65535 (got ${JSON.stringify(x)})`);
+        }
+        return x;
+      });
+    }
+    let protocols: ('tcp' | 'udp')[] = ['tcp', 'udp'];
+    if (rv.protocols !== undefined) {
+      if (!Array.isArray(rv.protocols) || rv.protocols.length === 0) throw new ConfigError(`${p}protocols`, 'must be a non-empty array of "tcp" and/or "udp"');
+      protocols = rv.protocols.map((x, k) => {
+        if (x !== 'tcp' && x !== 'udp') throw new ConfigError(`${p}protocols[${k}]`, `must be "tcp" or "udp" (got ${JSON.stringify(x)})`);
+        return x;
+      });
+    }
+    const method = oneOf(rv, 'method', p, METHODS, 'nat');
+    const scheduler = oneOf(rv, 'scheduler', p, SCHEDULERS, 'maglev');
+    const ringSize = int(rv, 'ringSize', p, DEFAULT_RING_SIZE, 2, 5_000_011);
+    if (!isPrime(ringSize)) throw new ConfigError(`${p}ringSize`, `must be a prime number (${ringSize} is not; 65537 is the default)`);
+    const tunnel = { source: null as string | null, source6: null as string | null, guePort: DEFAULT_GUE_PORT };
+    if (rv.tunnel !== undefined) {
+      if (!isObj(rv.tunnel)) throw new ConfigError(`${p}tunnel`, 'must be an object');
+      only(rv.tunnel, `${p}tunnel`, ['source', 'source6', 'guePort']);
+      if (rv.tunnel.source !== undefined) {
+        const s = address(rv.tunnel, 'source', `${p}tunnel.`);
+        if (s.family !== 4) throw new ConfigError(`${p}tunnel.source`, 'must be an IPv4 address (use source6 for IPv6)');
+        tunnel.source = s.address;
+      }
+      if (rv.tunnel.source6 !== undefined) {
+        const s = address(rv.tunnel, 'source6', `${p}tunnel.`);
+        if (s.family !== 6) throw new ConfigError(`${p}tunnel.source6`, 'must be an IPv6 address');
+        tunnel.source6 = s.address;
+      }
+      tunnel.guePort = int(rv.tunnel, 'guePort', `${p}tunnel.`, DEFAULT_GUE_PORT, 1, 65535);
+    }
+    if (!Array.isArray(rv.backends) || rv.backends.length === 0) throw new ConfigError(`${p}backends`, 'must be a non-empty array');
+    if (rv.backends.length > 65535) throw new ConfigError(`${p}backends`, 'at most 65535 backends per VIP');
+    const backends = rv.backends.map((rb, j): BackendConfig => {
+      const bp = `${p}backends[${j}].`;
+      if (!isObj(rb)) throw new ConfigError(`${p}backends[${j}]`, 'must be an object');
+      only(rb, `${p}backends[${j}]`, ['id', 'address', 'mac', 'weight', 'state']);
+      const id = str(rb, 'id', bp);
+      if (!ID_RE.test(id) || RESERVED_IDS.has(id)) {
+        throw new ConfigError(`${bp}id`, `"${id}" must be 1-64 letters, digits, '.', '_' or '-' (it names the output file), and not "client", "report" or "flows"`);
+      }
+      if (seenId.has(id)) throw new ConfigError(`${bp}id`, `"${id}" is used twice; backend ids must be unique across the config`);
+      seenId.add(id);
+      const ba = address(rb, 'address', bp);
+      if (method === 'nat' && ba.family !== va.family) {
+        throw new ConfigError(`${bp}address`, `NAT needs the backend in the VIP's address family (IPv${va.family}); use a tunnel method to cross families`);
+      }
+      if ((method === 'ipip' || method === 'gre' || method === 'gue') && ba.family === 4 && !tunnel.source && va.family !== 4) {
+        throw new ConfigError(`${p}tunnel.source`, `is required: backend ${id} is IPv4 and the VIP is not, so the outer source address cannot default to the VIP`);
+      }
+      if ((method === 'ipip' || method === 'gre' || method === 'gue') && ba.family === 6 && !tunnel.source6 && va.family !== 6) {
+        throw new ConfigError(`${p}tunnel.source6`, `is required: backend ${id} is IPv6 and the VIP is not`);
+      }
+      return {
+        id,
+        address: ba.address,
+        family: ba.family,
+        mac: mac(rb, 'mac', bp, defaultMac(ba.address)),
+        weight: int(rb, 'weight', bp, 1, 0, 65535),
+        state: oneOf(rb, 'state', bp, BACKEND_STATES, 'active'),
+      };
+    });
+    if (ringSize < backends.length) throw new ConfigError(`${p}ringSize`, `must be at least the number of backends (${backends.length})`);
+    if (!tunnel.source && va.family === 4) tunnel.source = va.address;
+    if (!tunnel.source6 && va.family === 6) tunnel.source6 = va.address;
+    return { address: va.address, family: va.family, ports, protocols, method, scheduler, ringSize, tunnel, backends };
+  });
+  return { mac: lbMac, gatewayMac: gwMac, flowCapacity, hashKey, timeouts, vips };
+}
+
+export function loadConfig(file: string): Config {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new ConfigError('', `cannot read ${file}: ${(e as Error).message}`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError('', `${file} is not valid JSON: ${(e as Error).message}`);
+  }
+  return parseConfig(raw);
+}

@@ -1,0 +1,212 @@
+// The host's handle on one engine instance: configures it from a Config (VIPs, backends, Maglev
+// rings, timeouts), exposes the batch regions, and reads counters, per-backend stats and events.
+// It does no per-packet work itself; see replay.ts for the batch loop.
+import { instantiate, loadModule, type EngineExports } from './wasm.js';
+import { addressBytes, formatAddress, type BackendState, type Config, METHODS, SCHEDULERS, BACKEND_STATES } from './ctl/config.js';
+import { buildRing } from './ctl/maglev.js';
+import { COUNTER_NAMES, DROP_NAMES, PASS_NAMES } from './ctl/counters.js';
+
+export const DESC_SIZE = 32;
+export const EVENT_SIZE = 64;
+
+export interface EngineOptions {
+  module?: WebAssembly.Module;
+  arenaBytes?: number; // packet arena (and io region) size, default 4 MiB
+  eventCapacity?: number; // default 16384
+  eventMask?: number; // which event types are recorded (bit 1 << type)
+}
+
+export interface BackendRef {
+  index: number; // global index in the engine
+  vip: number;
+  id: string;
+  address: string;
+  weight: number;
+  state: BackendState;
+}
+
+export interface FlowEvent {
+  type: number;
+  reason: number;
+  backend: number;
+  tsSec: number;
+  state: number;
+  flags: number;
+  packets: number;
+  bytes: number;
+  clientIp: string;
+  vip: string;
+  clientPort: number;
+  vipPort: number;
+  proto: number;
+}
+
+function macParts(m: string): [number, number] {
+  const b = m.split(':').map((x) => parseInt(x, 16));
+  return [(b[0] << 8) | b[1], ((b[2] << 24) | (b[3] << 16) | (b[4] << 8) | b[5]) >>> 0];
+}
+
+export class Engine {
+  readonly ex: EngineExports;
+  readonly config: Config;
+  readonly backends: BackendRef[] = [];
+  readonly mem: Uint8Array;
+  readonly dv: DataView;
+  readonly buf: Buffer;
+  readonly batchSize: number;
+  readonly headroom: number;
+  readonly descPtr: number;
+  readonly arenaPtr: number;
+  readonly arenaEnd: number;
+  readonly ioPtr: number;
+  readonly ioSize: number;
+  private ringOffsets: number[] = [];
+
+  constructor(config: Config, opts: EngineOptions = {}) {
+    this.config = config;
+    this.ex = instantiate(opts.module ?? loadModule());
+    const ex = this.ex;
+    const nBackends = config.vips.reduce((s, v) => s + v.backends.length, 0);
+    const ringTotal = config.vips.reduce((s, v) => s + v.ringSize, 0);
+    const arena = opts.arenaBytes ?? 4 << 20;
+    const rc = ex.init(config.flowCapacity, config.vips.length, nBackends, ringTotal, arena, opts.eventCapacity ?? 16384);
+    if (rc !== 0) throw Object.assign(new Error(`engine init failed (code ${rc})`), { code: 'ENGINE_INIT' });
+    this.mem = new Uint8Array(ex.memory.buffer);
+    this.dv = new DataView(ex.memory.buffer);
+    this.buf = Buffer.from(ex.memory.buffer);
+    this.batchSize = ex.batch_size();
+    this.headroom = ex.headroom();
+    this.descPtr = ex.desc_ptr();
+    this.arenaPtr = ex.arena_ptr();
+    this.arenaEnd = this.arenaPtr + ex.arena_size();
+    this.ioPtr = ex.io_ptr();
+    this.ioSize = ex.io_size();
+    if (opts.eventMask !== undefined) ex.config_events(opts.eventMask);
+    this.configure();
+  }
+
+  private configure(): void {
+    const { ex, config } = this;
+    ex.config_global(...macParts(config.mac), ...macParts(config.gatewayMac));
+    const t = config.timeouts;
+    ex.config_timeouts(t.tcpSyn, t.tcpEstablished, t.tcpFin, t.tcpClose, t.udp, t.icmp, t.frag);
+    ex.config_hash_key(BigInt.asUintN(64, BigInt('0x' + config.hashKey.slice(0, 16))), BigInt.asUintN(64, BigInt('0x' + config.hashKey.slice(16))));
+    const scratch = ex.scratch_ptr();
+    let next = 0;
+    let ringOff = 0;
+    config.vips.forEach((v, i) => {
+      this.mem.fill(0, scratch, scratch + 48);
+      this.mem.set(addressBytes(v.address), scratch);
+      if (v.tunnel.source) this.mem.set(addressBytes(v.tunnel.source), scratch + 16);
+      if (v.tunnel.source6) this.mem.set(addressBytes(v.tunnel.source6), scratch + 32);
+      const protos = (v.protocols.includes('tcp') ? 1 : 0) | (v.protocols.includes('udp') ? 2 : 0);
+      const rc = ex.config_vip(i, v.family, METHODS.indexOf(v.method), SCHEDULERS.indexOf(v.scheduler), protos,
+        next, v.backends.length, ringOff, v.ringSize, v.tunnel.guePort);
+      if (rc !== 0) throw Object.assign(new Error(`engine rejected VIP ${v.address} (code ${rc})`), { code: 'ENGINE_CONFIG' });
+      if (v.ports) {
+        this.mem.fill(0, scratch, scratch + 8192);
+        for (const p of v.ports) this.mem[scratch + (p >> 3)] |= 1 << (p & 7);
+        ex.config_vip_ports(i, 0);
+      } else ex.config_vip_ports(i, 1);
+      this.ringOffsets.push(ringOff);
+      v.backends.forEach((b) => {
+        this.mem.set(addressBytes(b.address), scratch);
+        const rc2 = ex.config_backend(next, i, b.weight, BACKEND_STATES.indexOf(b.state), ...macParts(b.mac));
+        if (rc2 !== 0) throw Object.assign(new Error(`engine rejected backend ${b.id} (code ${rc2})`), { code: 'ENGINE_CONFIG' });
+        this.backends.push({ index: next, vip: i, id: b.id, address: b.address, weight: b.weight, state: b.state });
+        next++;
+      });
+      ringOff += v.ringSize;
+    });
+    const rc = ex.config_commit(config.vips.length, next);
+    if (rc !== 0) throw Object.assign(new Error(`engine rejected the configuration (code ${rc})`), { code: 'ENGINE_CONFIG' });
+    config.vips.forEach((_, i) => this.programRing(i));
+  }
+
+  /** Builds VIP i's Maglev ring from its active backends and writes it into the engine. */
+  programRing(vipIndex: number): void {
+    const v = this.config.vips[vipIndex];
+    const members = this.backends.filter((b) => b.vip === vipIndex);
+    const table = buildRing(members.map((b) => ({ name: b.id, weight: b.state === 'active' ? b.weight : 0 })), v.ringSize);
+    const base = this.ex.ring_ptr() + this.ringOffsets[vipIndex] * 2;
+    const ring = new Uint16Array(this.ex.memory.buffer, base, v.ringSize);
+    for (let i = 0; i < table.length; i++) ring[i] = table[i] < 0 ? 0xffff : table[i];
+  }
+
+  /** Changes a backend's state (active, draining, down) and reprograms its VIP's ring. */
+  setBackendState(id: string, state: BackendState, nowS = 0): void {
+    const b = this.backends.find((x) => x.id === id);
+    if (!b) throw new Error(`no backend "${id}"`);
+    b.state = state;
+    this.programRing(b.vip);
+    this.ex.set_backend_state(b.index, BACKEND_STATES.indexOf(state), nowS);
+  }
+
+  process(n: number): number {
+    return this.ex.process(n);
+  }
+
+  private readU64s(ptr: number, names: readonly string[]): Record<string, number> {
+    const out: Record<string, number> = {};
+    names.forEach((name, i) => (out[name] = Number(this.dv.getBigUint64(ptr + i * 8, true))));
+    return out;
+  }
+
+  counters(): Record<string, number> {
+    return this.readU64s(this.ex.counters_ptr(), COUNTER_NAMES);
+  }
+
+  drops(): Record<string, number> {
+    const d = this.readU64s(this.ex.drops_ptr(), DROP_NAMES);
+    delete d.none;
+    return d;
+  }
+
+  passes(): Record<string, number> {
+    const p = this.readU64s(this.ex.passes_ptr(), PASS_NAMES);
+    delete p.none;
+    return p;
+  }
+
+  backendStats(index: number) {
+    const p = this.ex.backend_stats_ptr() + index * 64;
+    const g = (o: number) => Number(this.dv.getBigUint64(p + o, true));
+    return { packets: g(0), bytes: g(8), flows: g(16), replyPackets: g(24), replyBytes: g(32), resteeredIn: g(40) };
+  }
+
+  /** Calls fn for every pending event and marks them consumed. Returns how many there were. */
+  drainEvents(fn: (recordPtr: number) => void): number {
+    const hp = this.ex.event_head_ptr();
+    const head = this.dv.getUint32(hp, true);
+    let tail = this.dv.getUint32(hp + 4, true);
+    const cap = this.ex.event_capacity();
+    const base = this.ex.events_ptr();
+    const n = (head - tail) >>> 0;
+    while (tail !== head) {
+      fn(base + (tail & (cap - 1)) * EVENT_SIZE);
+      tail = (tail + 1) >>> 0;
+    }
+    this.dv.setUint32(hp + 4, tail, true);
+    return n;
+  }
+
+  /** Decodes a flow event record (see docs/abi.md "Events"). */
+  decodeFlowEvent(p: number): FlowEvent {
+    const dv = this.dv;
+    return {
+      type: this.mem[p],
+      reason: this.mem[p + 1],
+      backend: dv.getUint16(p + 2, true),
+      tsSec: dv.getUint32(p + 4, true),
+      state: this.mem[p + 10],
+      flags: this.mem[p + 11],
+      packets: dv.getUint32(p + 12, true),
+      bytes: Number(dv.getBigUint64(p + 16, true)),
+      clientIp: formatAddress(this.mem, p + 24),
+      vip: formatAddress(this.mem, p + 40),
+      clientPort: dv.getUint16(p + 56, false),
+      vipPort: dv.getUint16(p + 58, false),
+      proto: this.mem[p + 60],
+    };
+  }
+}
