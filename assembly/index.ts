@@ -71,4 +71,4 @@ export function flush_flows(max: u32, nowS: u32): u32 { return flushFlows(max, n
 export function flow_count(): u32 { return flowLive; }
 export function flow_hash(keyPtr: usize): u32 { return flowHash(keyPtr); }
 export function flow_hash_sym(keyPtr: usize): u32 { return flowHashSym(keyPtr); }
-export function csum(ptr: usize, len: u32): u32 { return finish(sumBytes(ptr, len)); }
+export function csum(ptr: usize, len: u32): u32 { return <u32>bswap<u16>(<u16>finish(sumBytes(ptr, len))); }

@@ -5,14 +5,22 @@
 
 export const DEFAULT_RING_SIZE = 65537;
 
-/** FNV-1a over the UTF-8 bytes, from a chosen offset basis, then the murmur3 32-bit finalizer. */
-export function nameHash(name: string, basis: number): number {
-  let h = basis >>> 0;
-  const b = Buffer.from(name, 'utf8');
-  for (let i = 0; i < b.length; i++) {
-    h ^= b[i];
-    h = Math.imul(h, 0x01000193) >>> 0;
-  }
+export const SEED_OFFSET = 0x4d414731; // "MAG1"
+export const SEED_SKIP = 0x4d414732; // "MAG2"
+
+function fnv1a(bytes: Uint8Array, h: number): number {
+  for (let i = 0; i < bytes.length; i++) h = Math.imul(h ^ bytes[i], 0x01000193) >>> 0;
+  return h;
+}
+
+/**
+ * The backend-name hash behind the Maglev permutations: FNV-1a 32 (basis 0x811c9dc5) over the four
+ * little-endian bytes of `seed` and then the UTF-8 name, finished with murmur3's fmix32.
+ * offset = nameHash(id, SEED_OFFSET) mod M, skip = nameHash(id, SEED_SKIP) mod (M - 1) + 1.
+ */
+export function nameHash(name: string, seed: number): number {
+  let h = fnv1a(new Uint8Array([seed & 0xff, (seed >>> 8) & 0xff, (seed >>> 16) & 0xff, seed >>> 24]), 0x811c9dc5);
+  h = fnv1a(Buffer.from(name, 'utf8'), h);
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b) >>> 0;
   h ^= h >>> 13;
@@ -47,8 +55,8 @@ export function buildRing(members: RingMember[], size: number): Int32Array {
   const skip = new Float64Array(n);
   const total = new Float64Array(n);
   for (let k = 0; k < n; k++) {
-    pos[k] = nameHash(live[k].name, 0x811c9dc5) % size;
-    skip[k] = (nameHash(live[k].name, 0x050c5d1f) % (size - 1)) + 1;
+    pos[k] = nameHash(live[k].name, SEED_OFFSET) % size;
+    skip[k] = (nameHash(live[k].name, SEED_SKIP) % (size - 1)) + 1;
   }
   const maxW = Math.max(...live.map((m) => m.w));
   let filled = 0;
