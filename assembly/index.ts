@@ -13,6 +13,7 @@ import { setTimeouts, expireFlows, flushFlows, flowLive } from './lb/flowtable';
 import { setHashKey, flowHash, flowHashSym } from './lb/flowhash';
 import { sumBytes, finish } from './net/csum';
 import { setEventMask, emit, EV_BACKEND_STATE } from './events';
+import { nullPass, hashKeys } from './baseline';
 
 export function abi_version(): u32 { return ABI_VERSION; }
 
@@ -72,3 +73,7 @@ export function flow_count(): u32 { return flowLive; }
 export function flow_hash(keyPtr: usize): u32 { return flowHash(keyPtr); }
 export function flow_hash_sym(keyPtr: usize): u32 { return flowHashSym(keyPtr); }
 export function csum(ptr: usize, len: u32): u32 { return <u32>bswap<u16>(<u16>finish(sumBytes(ptr, len))); }
+
+// Baselines for benchmarks (bench/): see assembly/baseline.ts.
+export function null_pass(n: u32): u32 { return nullPass(n); }
+export function hash_keys(ptr: usize, n: u32): u32 { return hashKeys(ptr, n); }

@@ -45,6 +45,8 @@ export interface EngineExports {
   flow_hash(keyPtr: number): number;
   flow_hash_sym(keyPtr: number): number;
   csum(ptr: number, len: number): number;
+  null_pass(n: number): number;
+  hash_keys(ptr: number, n: number): number;
 }
 
 const here = dirname(fileURLToPath(import.meta.url));

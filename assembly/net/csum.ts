@@ -18,22 +18,27 @@ export function sumBytes(p: usize, len: u32): u64 {
   let s: u64 = 0;
   let i: u32 = 0;
   if (ASC_FEATURE_SIMD) {
-    // 16 bytes per step: widen eight u16 lanes pairwise into four u32 lanes and accumulate; each
-    // u32 lane gains at most 2*0xffff per step, so we spill to the u64 total every 4096 steps.
-    let acc = i32x4.splat(0);
-    let steps: u32 = 0;
-    while (i + 16 <= len) {
-      acc = i32x4.add(acc, i32x4.extadd_pairwise_i16x8_u(v128.load(p + i)));
-      i += 16;
-      if (++steps == 4096) {
-        s += <u64><u32>i32x4.extract_lane(acc, 0) + <u64><u32>i32x4.extract_lane(acc, 1) +
-          <u64><u32>i32x4.extract_lane(acc, 2) + <u64><u32>i32x4.extract_lane(acc, 3);
-        acc = i32x4.splat(0);
-        steps = 0;
+    // 64 bytes per step into two accumulators: each 16-byte load is widened pairwise from eight
+    // u16 lanes into four u32 lanes. A u32 lane gains at most 2 * 0xffff per load, two loads per
+    // accumulator per step, so a block of 8192 steps (512 KiB) cannot overflow before we spill.
+    while (i + 64 <= len) {
+      let blockEnd = i + (8192 << 6);
+      if (blockEnd > len || blockEnd < i) blockEnd = len;
+      let a = i32x4.splat(0);
+      let b = i32x4.splat(0);
+      while (i + 64 <= blockEnd) {
+        a = i32x4.add(a, i32x4.extadd_pairwise_i16x8_u(v128.load(p + i)));
+        b = i32x4.add(b, i32x4.extadd_pairwise_i16x8_u(v128.load(p + i, 16)));
+        a = i32x4.add(a, i32x4.extadd_pairwise_i16x8_u(v128.load(p + i, 32)));
+        b = i32x4.add(b, i32x4.extadd_pairwise_i16x8_u(v128.load(p + i, 48)));
+        i += 64;
       }
+      // Widen both to u64 lanes before adding so nothing overflows.
+      const lo = i64x2.add(i64x2.extend_low_i32x4_u(a), i64x2.extend_low_i32x4_u(b));
+      const hi = i64x2.add(i64x2.extend_high_i32x4_u(a), i64x2.extend_high_i32x4_u(b));
+      const t = i64x2.add(lo, hi);
+      s += <u64>i64x2.extract_lane(t, 0) + <u64>i64x2.extract_lane(t, 1);
     }
-    s += <u64><u32>i32x4.extract_lane(acc, 0) + <u64><u32>i32x4.extract_lane(acc, 1) +
-      <u64><u32>i32x4.extract_lane(acc, 2) + <u64><u32>i32x4.extract_lane(acc, 3);
   }
   // Scalar path (and tail): 8 bytes at a time into a u64 through two u32 halves.
   while (i + 8 <= len) {
