@@ -1,9 +1,10 @@
 // Connection tracking: a fixed-capacity, bucketized open-addressing table. Each flow is one 64-byte
-// entry (one cache line: the 40-byte key plus state and counters); a lookup scans a window of two
-// 4-way buckets, comparing a 32-bit signature before the key. Expiry is lazy (a lookup that meets a
-// stale entry reclaims it) plus an incremental sweep the host drives with packet time, so replay is
-// deterministic. Under pressure only embryonic (SYN-only) flows are evicted; when the window holds
-// nothing reclaimable the insert fails, is counted, and the packet is forwarded statelessly.
+// entry (one cache line: the 40-byte key plus state and counters); a key may live in either of two
+// 4-way buckets (two-choice hashing), and a lookup compares a 32-bit signature before the key.
+// Expiry is lazy (a lookup that meets a stale entry reclaims it) plus an incremental sweep the
+// host drives with packet time, so replay is deterministic. Under pressure only embryonic
+// (SYN-only) flows are evicted; when neither bucket holds anything reclaimable the insert fails,
+// is counted, and the packet is forwarded statelessly.
 //
 //  entry:  0 sig u32 | 4 expire u32 (s) | 8 backend u16 | 10 state u8 | 11 flags u8
 //         12 packets u32 | 16 bytes u64 | 24..63 flow key (docs/abi.md)
@@ -59,7 +60,7 @@ let sweepCursor: u32 = 0;
 let flushCursor: u32 = 0;
 
 @inline function bucketPtr(b: u32): usize {
-  return flowsPtr + <usize>(b & flowBucketMask) * (WAYS * FLOW_SIZE);
+  return flowsPtr + <usize>b * (WAYS * FLOW_SIZE);
 }
 
 @inline function keyEquals(e: usize, k: usize): bool {
@@ -84,25 +85,37 @@ export function closeFlow(e: usize, reason: u32, now: u32): void {
   else if (reason == CR_EVICTED) count(C_FLOWS_EVICTED);
 }
 
+/** The second bucket a key may live in (two-choice hashing): the hash rotated by 16, so its bits
+ * are mostly independent of the first bucket's; never equal to the first. */
+@inline function secondBucket(h: u32): u32 {
+  let b2 = rotl<u32>(h, 16) & flowBucketMask;
+  if (b2 == (h & flowBucketMask)) b2 = (b2 + 1) & flowBucketMask;
+  return b2;
+}
+
 /**
- * Finds the flow with key k (hash h). A stale match is closed and reported as a miss. On a miss the
- * scan also remembers where an insert should go (see insertFlow).
+ * Finds the flow with key k (hash h) in its two candidate buckets. A stale match is closed and
+ * reported as a miss. On a miss the same scan chooses where an insert should go: an empty entry in
+ * the emptier bucket (two-choice hashing keeps buckets even, so inserts rarely fail), else an
+ * expired entry, else the embryonic (SYN-state) entry closest to expiry; established flows are
+ * never chosen.
  */
 export function lookupFlow(k: usize, h: u32, now: u32): usize {
   const sig = h | 1;
   candidate = 0;
   candidateKind = 0;
   let victimExpire: u32 = 0xffffffff;
-  let b = h;
-  for (let round = 0; round < 2; round++, b++) {
+  let bestEmpties: u32 = 0;
+  let b = h & flowBucketMask;
+  for (let round = 0; round < 2; round++) {
     let e = bucketPtr(b);
+    let empties: u32 = 0;
+    let firstEmpty: usize = 0;
     for (let w: u32 = 0; w < WAYS; w++, e += FLOW_SIZE) {
       const s = load<u32>(e);
       if (s == 0) {
-        if (candidateKind != 1) {
-          candidate = e;
-          candidateKind = 1;
-        }
+        if (!firstEmpty) firstEmpty = e;
+        empties++;
         continue;
       }
       const exp = load<u32>(e, F_EXPIRE);
@@ -111,8 +124,7 @@ export function lookupFlow(k: usize, h: u32, now: u32): usize {
           closeFlow(e, CR_EXPIRED, now);
           candidate = e;
           candidateKind = 1;
-          // Keep scanning? The key is unique in the window, so no other match exists.
-          return 0;
+          return 0; // keys are unique, so there is no other match
         }
         return e;
       }
@@ -130,6 +142,12 @@ export function lookupFlow(k: usize, h: u32, now: u32): usize {
         }
       }
     }
+    if (empties > bestEmpties) {
+      bestEmpties = empties;
+      candidate = firstEmpty;
+      candidateKind = 1;
+    }
+    b = secondBucket(h);
   }
   return 0;
 }
@@ -157,7 +175,7 @@ export function expireFlows(now: u32, buckets: u32): u32 {
   const total = flowBucketMask + 1;
   if (buckets > total) buckets = total;
   for (let i: u32 = 0; i < buckets; i++) {
-    let e = bucketPtr(sweepCursor);
+    let e = bucketPtr(sweepCursor & flowBucketMask);
     sweepCursor = (sweepCursor + 1) & flowBucketMask;
     for (let w: u32 = 0; w < WAYS; w++, e += FLOW_SIZE) {
       if (load<u32>(e) != 0 && load<u32>(e, F_EXPIRE) < now) {
