@@ -17,8 +17,8 @@ import { nullPass, hashKeys } from './baseline';
 
 export function abi_version(): u32 { return ABI_VERSION; }
 
-export function init(flowCapacity: u32, maxVips: u32, maxBackends: u32, ringEntries: u32, arenaBytes: u32, eventCapacity: u32): u32 {
-  return layout(flowCapacity, maxVips, maxBackends, ringEntries, arenaBytes, eventCapacity);
+export function init(flowCapacity: u32, maxVips: u32, maxBackends: u32, ringEntries: u32, arenaBytes: u32, eventCapacity: u32, ioBytes: u32): u32 {
+  return layout(flowCapacity, maxVips, maxBackends, ringEntries, arenaBytes, eventCapacity, ioBytes);
 }
 
 export function batch_size(): u32 { return BATCH; }

@@ -81,6 +81,7 @@ export function layout(
   rings: u32,
   arenaBytes: u32,
   events: u32,
+  ioBytes: u32,
 ): u32 {
   if (initialized) return 1;
   if (flowCapacity < WAYS * 2 || flowCapacity > (1 << 26)) return 1;
@@ -88,6 +89,7 @@ export function layout(
   if (arenaBytes < (1 << 20) || arenaBytes > (1 << 30)) return 1;
   if (events < BATCH * 4 || events > (1 << 24)) return 1;
   if (rings > (1 << 26)) return 1;
+  if (ioBytes > (1 << 30)) return 1;
   const buckets = pow2ceil((flowCapacity + WAYS - 1) / WAYS);
   events = pow2ceil(events);
   cursor = __heap_base;
@@ -110,7 +112,7 @@ export function layout(
   eventsPtr = carve(<usize>events * EVENT_SIZE, 64);
   flowsPtr = carve(<usize>buckets * WAYS * FLOW_SIZE, 64);
   arenaPtr = carve(arenaBytes, 64);
-  ioPtr = carve(arenaBytes, 64);
+  ioPtr = carve(ioBytes, 64);
   const end = carve(0, 65536);
   const have = <usize>memory.size() << 16;
   if (end > have) {
@@ -125,7 +127,7 @@ export function layout(
   flowBucketMask = buckets - 1;
   eventCap = events;
   arenaSize = arenaBytes;
-  ioSize = arenaBytes;
+  ioSize = ioBytes;
   initialized = true;
   return 0;
 }

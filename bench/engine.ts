@@ -36,7 +36,7 @@ export function natForwarding(flows: number, seconds: number): { mpps: number; n
   const batch = 256;
   const batches = Math.ceil(flows / batch);
   const imageBytes = batches * batch * STRIDE;
-  const eng = new Engine(cfg, { arenaBytes: Math.max(1 << 20, 2 ** Math.ceil(Math.log2(imageBytes + batch * STRIDE + 4096))) });
+  const eng = new Engine(cfg, { arenaBytes: 1 << 20, ioBytes: imageBytes + 4096 });
   const { mem, dv, descPtr } = eng;
   // Pristine frames for every batch live in the io region; batch k is restored into the arena.
   const pristine = eng.ioPtr;

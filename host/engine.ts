@@ -11,7 +11,8 @@ export const EVENT_SIZE = 64;
 
 export interface EngineOptions {
   module?: WebAssembly.Module;
-  arenaBytes?: number; // packet arena (and io region) size, default 4 MiB
+  arenaBytes?: number; // packet arena size, default 4 MiB
+  ioBytes?: number; // host io region (capture chunks, output staging), default 4 MiB
   eventCapacity?: number; // default 16384
   eventMask?: number; // which event types are recorded (bit 1 << type)
 }
@@ -69,7 +70,7 @@ export class Engine {
     const nBackends = config.vips.reduce((s, v) => s + v.backends.length, 0);
     const ringTotal = config.vips.reduce((s, v) => s + v.ringSize, 0);
     const arena = opts.arenaBytes ?? 4 << 20;
-    const rc = ex.init(config.flowCapacity, config.vips.length, nBackends, ringTotal, arena, opts.eventCapacity ?? 16384);
+    const rc = ex.init(config.flowCapacity, config.vips.length, nBackends, ringTotal, arena, opts.eventCapacity ?? 16384, opts.ioBytes ?? 4 << 20);
     if (rc !== 0) throw Object.assign(new Error(`engine init failed (code ${rc})`), { code: 'ENGINE_INIT' });
     this.mem = new Uint8Array(ex.memory.buffer);
     this.dv = new DataView(ex.memory.buffer);

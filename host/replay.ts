@@ -4,7 +4,7 @@
 import { mkdirSync, openSync, writeSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { openCapture, type BatchTarget, type CaptureStats } from './io/capture.js';
-import { PcapWriter } from './io/pcap-writer.js';
+import { OutputSet } from './io/outputs.js';
 import { Engine, type EngineOptions } from './engine.js';
 import { type Config } from './ctl/config.js';
 import { EVENT, VERDICT } from './ctl/counters.js';
@@ -55,19 +55,30 @@ export interface ReplayResult {
   capture: CaptureStats;
 }
 
-export function replayFile(input: string, config: Config, opts: ReplayOptions = {}): ReplayResult {
+/** Bytes of the host io region used for reading capture chunks; the rest stages outputs. */
+const READ_BYTES = 4 << 20;
+
+function stagingBytes(outputs: number): number {
+  return Math.min(64 << 20, Math.max(4 << 20, outputs * 2 * (512 << 10)));
+}
+
+export async function replayFile(input: string, config: Config, opts: ReplayOptions = {}): Promise<ReplayResult> {
   const reader = openCapture(input);
-  const engine = new Engine(config, opts.engine);
-  const { mem, dv, buf, descPtr } = engine;
   const outDir = opts.outDir ?? null;
-  const nanos = reader.stats.nanos;
-  let writers: PcapWriter[] = [];
-  let client: PcapWriter | null = null;
+  const nOutputs = config.vips.reduce((n, v) => n + v.backends.length, 0) + 1;
+  const staging = outDir ? stagingBytes(nOutputs) : 0;
+  const engine = new Engine(config, { ioBytes: READ_BYTES + staging, ...opts.engine });
+  const { mem, dv, descPtr } = engine;
+  const u8 = mem;
+  const u16 = new Uint16Array(mem.buffer);
+  const u32 = new Uint32Array(mem.buffer);
+  let outputs: OutputSet | null = null;
   if (outDir) {
     mkdirSync(outDir, { recursive: true });
-    writers = engine.backends.map((b) => new PcapWriter(join(outDir, `${b.id}.pcap`), { nanos }));
-    client = new PcapWriter(join(outDir, 'client.pcap'), { nanos });
+    const paths = [...engine.backends.map((b) => join(outDir, `${b.id}.pcap`)), join(outDir, 'client.pcap')];
+    outputs = new OutputSet(mem, dv, engine.ioPtr + READ_BYTES, staging, paths, { nanos: reader.stats.nanos });
   }
+  const clientOut = nOutputs - 1;
   const csv = opts.flowsCsv ? new CsvSink(opts.flowsCsv, 'proto,client_ip,client_port,vip,vip_port,backend,packets,bytes') : null;
   const ids = engine.backends.map((b) => b.id);
   const onEvent = (p: number) => {
@@ -78,7 +89,7 @@ export function replayFile(input: string, config: Config, opts: ReplayOptions = 
   };
   const target: BatchTarget = {
     mem, dv, descPtr, maxPackets: engine.batchSize, arenaPtr: engine.arenaPtr, arenaEnd: engine.arenaEnd,
-    headroom: engine.headroom, ioPtr: engine.ioPtr, ioSize: engine.ioSize,
+    headroom: engine.headroom, ioPtr: engine.ioPtr, ioSize: READ_BYTES,
   };
   const sweep = opts.sweepBuckets ?? 64;
   const every = opts.progressEvery ?? 64;
@@ -88,6 +99,7 @@ export function replayFile(input: string, config: Config, opts: ReplayOptions = 
   let batches = 0;
   const t0 = process.hrtime.bigint();
   let engineNs = 0n;
+  const d32 = descPtr >>> 2; // descriptors are 64-byte aligned: index them as u32/u16 arrays
   try {
     for (;;) {
       const n = reader.next(target);
@@ -95,19 +107,22 @@ export function replayFile(input: string, config: Config, opts: ReplayOptions = 
       const e0 = process.hrtime.bigint();
       engine.process(n);
       engineNs += process.hrtime.bigint() - e0;
-      for (let i = 0, d = descPtr; i < n; i++, d += 32) {
-        const verdict = mem[d + 24];
+      for (let i = 0, w = d32; i < n; i++, w += 8) {
+        // Descriptor words: 0 data, 1 caplen, 2 wirelen, 4 tsSec, 5 tsNsec, byte 24 verdict, u16 at 26 egress.
+        const verdict = u8[(w << 2) + 24];
         if (verdict === VERDICT.BACKEND) {
-          if (writers.length) writers[dv.getUint16(d + 26, true)].writeRecord(buf, dv.getUint32(d, true), dv.getUint32(d + 4, true), dv.getUint32(d + 8, true), dv.getUint32(d + 16, true), dv.getUint32(d + 20, true));
+          if (outputs) outputs.write(u16[(w << 1) + 13], u32[w], u32[w + 1], u32[w + 2], u32[w + 4], u32[w + 5]);
         } else if (verdict === VERDICT.CLIENT) {
           clientPackets++;
-          clientBytes += dv.getUint32(d + 8, true);
-          if (client) client.writeRecord(buf, dv.getUint32(d, true), dv.getUint32(d + 4, true), dv.getUint32(d + 8, true), dv.getUint32(d + 16, true), dv.getUint32(d + 20, true));
+          clientBytes += u32[w + 2];
+          if (outputs) outputs.write(clientOut, u32[w], u32[w + 1], u32[w + 2], u32[w + 4], u32[w + 5]);
         }
       }
-      lastTs = Math.max(lastTs, dv.getUint32(descPtr + (n - 1) * 32 + 16, true));
+      const ts = u32[d32 + (n - 1) * 8 + 4];
+      if (ts > lastTs) lastTs = ts;
       engine.ex.expire(lastTs, sweep);
       engine.drainEvents(onEvent);
+      if (outputs && outputs.backlog > nOutputs) await outputs.settle();
       if (opts.onProgress && ++batches % every === 0) opts.onProgress(reader.position(), reader.size);
     }
     // End of input: every flow still live is closed and reported.
@@ -115,8 +130,7 @@ export function replayFile(input: string, config: Config, opts: ReplayOptions = 
     engine.drainEvents(onEvent);
   } finally {
     reader.close();
-    for (const w of writers) w.close();
-    client?.close();
+    if (outputs) await outputs.close();
     csv?.close();
   }
   const elapsed = Number(process.hrtime.bigint() - t0) / 1e9;

@@ -9,7 +9,7 @@ export const ABI_VERSION = 1;
 export interface EngineExports {
   memory: WebAssembly.Memory;
   abi_version(): number;
-  init(flowCapacity: number, maxVips: number, maxBackends: number, ringEntries: number, arenaBytes: number, eventCapacity: number): number;
+  init(flowCapacity: number, maxVips: number, maxBackends: number, ringEntries: number, arenaBytes: number, eventCapacity: number, ioBytes: number): number;
   batch_size(): number;
   headroom(): number;
   desc_ptr(): number;

@@ -48,7 +48,7 @@ describe('module', () => {
 describe('checksum', () => {
   it('csum export equals the reference on random buffers of every alignment and length', () => {
     const ex = instantiate(loadModule());
-    expect(ex.init(1024, 1, 1, 0, 1 << 20, 1024)).toBe(0);
+    expect(ex.init(1024, 1, 1, 0, 1 << 20, 1024, 1 << 20)).toBe(0);
     const mem = new Uint8Array(ex.memory.buffer);
     const base = ex.io_ptr();
     const r = rng(1);
@@ -122,7 +122,7 @@ describe('checksum', () => {
 describe('flow hash', () => {
   it('equals the BigInt reference and the symmetric variant is direction-free', () => {
     const ex = instantiate(loadModule());
-    expect(ex.init(1024, 1, 1, 0, 1 << 20, 1024)).toBe(0);
+    expect(ex.init(1024, 1, 1, 0, 1 << 20, 1024, 1 << 20)).toBe(0);
     const k0 = 0x0123456789abcdefn, k1 = 0xfedcba9876543210n;
     ex.config_hash_key(k0, k1);
     const mem = new Uint8Array(ex.memory.buffer);
@@ -147,7 +147,7 @@ describe('flow hash', () => {
 
   it('spreads keys evenly over buckets (chi-square sanity)', () => {
     const ex = instantiate(loadModule());
-    ex.init(1024, 1, 1, 0, 1 << 20, 1024);
+    ex.init(1024, 1, 1, 0, 1 << 20, 1024, 1 << 20);
     const mem = new Uint8Array(ex.memory.buffer);
     const p = ex.scratch_ptr();
     const buckets = new Array(64).fill(0);

@@ -27,7 +27,7 @@ options:
 
 exit codes: 0 done, 1 bad config or input (message says which), 2 usage error`;
 
-export function runReplay(argv: string[]): number {
+export async function runReplay(argv: string[]): Promise<number> {
   try {
     const { values, positionals } = parseArgs({
       args: argv,
@@ -51,7 +51,7 @@ export function runReplay(argv: string[]): number {
     const config = loadConfig(values.config);
     mkdirSync(values.out, { recursive: true });
     const bar = !values.quiet && !values.json ? progressBar('replay') : null;
-    const { report: r } = replayFile(positionals[0], config, {
+    const { report: r } = await replayFile(positionals[0], config, {
       outDir: values.out,
       flowsCsv: values.flows ?? null,
       onProgress: bar ? (done, total) => bar.update(done, total) : undefined,
