@@ -39,7 +39,6 @@ export const D_NO_BACKEND: u32 = 5;
 export const D_FRAG_ORPHAN: u32 = 6;
 export const D_TOO_BIG: u32 = 7;
 export const D_BAD_L4: u32 = 8;
-export const D_NO_HEADROOM: u32 = 9;
 
 // Pass reasons (the host decides what to do with these).
 export const P_NOT_IP: u32 = 1;

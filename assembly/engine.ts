@@ -17,7 +17,7 @@ import {
 import {
   parseL2, parseL3, be16, PARSE_OK, PARSE_NOT_IP, PARSE_TRUNCATED, PARSE_LINKTYPE,
   pEthertype, pIsEthernet, pFamily, pProto, pL3, pL4, pHasL4, pL3Len, pFragment, pFragFirst, pFragId,
-  pSrc, pDst, pAddrLen, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP, IPPROTO_ICMPV6, ET_IPV4, ET_IPV6,
+  pSrc, pDst, pAddrLen, pFragProto, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP, IPPROTO_ICMPV6, ET_IPV4, ET_IPV6,
 } from './net/parse';
 import { natRewrite, emitL2, encapLength, writeEncap, replaceAddr } from './net/rewrite';
 import { adjust, adjustUdp, delta } from './net/csum';
@@ -30,7 +30,7 @@ import {
 import { fragRecord, fragLookup } from './lb/frag';
 import { schedule } from './lb/schedule';
 import {
-  findVip, findBackendByAddr, vipPtr, backendPtr, bstatPtr, bump, vipHasPort, gwMacHi, gwMacLo,
+  findVip, nextBackendSlot, slotBackend, vipPtr, backendPtr, bstatPtr, bump, vipHasPort, gwMacHi, gwMacLo,
   V_ADDR, V_TSRC4, V_TSRC6, V_METHOD, V_SCHED, V_PROTOS, V_GUE_PORT, B_ADDR, B_MAC, B_STATE, B_VIP,
   B_ACTIVE, B_FAMILY, BS_PACKETS, BS_BYTES, BS_FLOWS, BS_REPLY_PACKETS, BS_REPLY_BYTES, BS_RESTEERED_IN,
   M_NAT, M_DR, S_SH, ST_DOWN, PROTO_TCP_BIT, PROTO_UDP_BIT,
@@ -114,18 +114,17 @@ function processOne(d: usize): void {
   let dir = DIR_FWD;
   let vip = findVip(k + 16);
   let fromBackend: i32 = -1;
+  let backendSlot: i32 = -1; // NAT replies: the first backend entry with the source address
+  const srcHi = load<u64>(k), srcLo = load<u64>(k, 8);
   if (vip < 0) {
     vip = findVip(k);
     if (vip >= 0) dir = DIR_REPLY;
     else {
-      fromBackend = findBackendByAddr(k);
-      if (fromBackend < 0) return pass(d, P_NOT_VIP);
-      vip = <i32>load<u16>(backendPtr(<u32>fromBackend) + B_VIP);
-      if (<u32>load<u8>(vipPtr(<u32>vip) + V_METHOD) != M_NAT) return pass(d, P_NOT_VIP);
-      dir = DIR_BACKEND;
+      backendSlot = nextBackendSlot(srcHi, srcLo, -1);
+      if (backendSlot < 0) return pass(d, P_NOT_VIP);
+      dir = DIR_BACKEND; // which of its VIPs is settled once the ports are known
     }
   }
-  const v = vipPtr(<u32>vip);
 
   // Later fragments carry no ports: they follow their first fragment's decision.
   if (pFragment && !pFragFirst) {
@@ -133,7 +132,7 @@ function processOne(d: usize): void {
     const fe = fragLookup(fk, flowHash(fk), now);
     if (!fe) return drop(d, D_FRAG_ORPHAN);
     count(C_FRAG_FOLLOWED);
-    deliver(d, data, caplen, <u32>load<u8>(fe, 10), <u32>load<u8>(fe, 11), <u32>load<u16>(fe, 8), 0);
+    deliver(d, data, caplen, <u32>load<u8>(fe, 10), <u32>load<u8>(fe, 11), <u32>load<u16>(fe, 8), load<u32>(fe, 12));
     return;
   }
 
@@ -153,6 +152,32 @@ function processOne(d: usize): void {
   }
   const sport = load<u16>(data + pL4), dport = load<u16>(data + pL4 + 2);
   const vport = dir == DIR_FWD ? dport : sport;
+  if (dir == DIR_BACKEND) {
+    // A server may be a backend of several NAT VIPs: the reply belongs to the one that serves
+    // this port and protocol and holds the flow; failing a flow, the first that serves it.
+    let first: i32 = -1;
+    for (let s = backendSlot; s >= 0; s = nextBackendSlot(srcHi, srcLo, s)) {
+      const j = slotBackend(s);
+      const vi = <u32>load<u16>(backendPtr(j) + B_VIP);
+      const vp = vipPtr(vi);
+      if (<u32>load<u8>(vp + V_METHOD) != M_NAT || !(<u32>load<u8>(vp + V_PROTOS) & bit) ||
+        !vipHasPort(vi, <u32>bswap<u16>(vport))) continue;
+      if (first < 0) first = <i32>j;
+      memory.copy(k + 16, vp + V_ADDR, 16);
+      keyAddr(k, pDst, pAddrLen);
+      store<u16>(k, dport, 32);
+      store<u16>(k, sport, 34);
+      store<u32>(k, proto, 36);
+      if (lookupFlow(k, flowHash(k), now)) {
+        first = <i32>j;
+        break;
+      }
+    }
+    if (first < 0) return pass(d, P_NOT_VIP);
+    fromBackend = first;
+    vip = <i32>load<u16>(backendPtr(<u32>first) + B_VIP);
+  }
+  const v = vipPtr(<u32>vip);
   if (!(<u32>load<u8>(v + V_PROTOS) & bit) || !vipHasPort(<u32>vip, <u32>bswap<u16>(vport))) {
     if (dir == DIR_FWD) return drop(d, D_NO_SERVICE);
     return pass(d, P_NOT_VIP);
@@ -185,19 +210,8 @@ function processOne(d: usize): void {
   let j: i32;
   if (e) {
     count(C_FLOW_HITS);
-    j = <i32>load<u16>(e, F_BACKEND);
-    if (<u32>load<u8>(backendPtr(<u32>j) + B_STATE) == ST_DOWN) {
-      // The backend is down: re-steer this flow to a live one (healthy backends' flows never move).
-      const nj = pick(<u32>vip, h, k);
-      if (nj < 0) return drop(d, D_NO_BACKEND);
-      // The event carries the old backend in the flow copy (bytes 8..9) and the new one in its header.
-      emit(EV_FLOW_RESTEERED, 0, <u32>nj, now, e);
-      moveActive(<u32>j, <u32>nj);
-      store<u16>(e, <u16>nj, F_BACKEND);
-      bump(bstatPtr(<u32>nj) + BS_RESTEERED_IN, 1);
-      count(C_FLOWS_RESTEERED);
-      j = nj;
-    }
+    j = liveBackend(e, <u32>vip, h, k, now);
+    if (j < 0) return drop(d, D_NO_BACKEND);
   } else {
     j = dir == DIR_BACKEND ? fromBackend : pick(<u32>vip, h, k);
     if (j < 0) return drop(d, D_NO_BACKEND);
@@ -240,10 +254,28 @@ function processOne(d: usize): void {
   }
   if (pFragment) {
     const fk = fragKey();
-    fragRecord(fk, flowHash(fk), now, <u32>j, dir, <u32>vip);
+    fragRecord(fk, flowHash(fk), now, <u32>j, dir, <u32>vip, h);
     count(C_FRAG_TRACKED);
   }
   deliver(d, data, caplen, dir, <u32>vip, <u32>j, h);
+}
+
+/**
+ * The backend of flow e, re-steered to a live one first if its backend is down (flows of healthy
+ * backends never move). -1 when no backend is usable.
+ */
+function liveBackend(e: usize, vip: u32, h: u32, k: usize, now: u32): i32 {
+  const j = <u32>load<u16>(e, F_BACKEND);
+  if (<u32>load<u8>(backendPtr(j) + B_STATE) != ST_DOWN) return <i32>j;
+  const nj = pick(vip, h, k);
+  if (nj < 0) return -1;
+  // The event carries the old backend in the flow copy (bytes 8..9) and the new one in its header.
+  emit(EV_FLOW_RESTEERED, 0, <u32>nj, now, e);
+  moveActive(j, <u32>nj);
+  store<u16>(e, <u16>nj, F_BACKEND);
+  bump(bstatPtr(<u32>nj) + BS_RESTEERED_IN, 1);
+  count(C_FLOWS_RESTEERED);
+  return nj;
 }
 
 /** Scheduler call; computes the client-address hash only for source hashing. */
@@ -272,7 +304,9 @@ function fragKey(): usize {
   keyAddr(k2, pSrc, pAddrLen);
   keyAddr(k2 + 16, pDst, pAddrLen);
   store<u32>(k2, pFragId, 32);
-  store<u32>(k2, pProto, 36);
+  // The protocol as the fragment header names it: for IPv6 the header after it, which later
+  // fragments name too (the first one may go on through more extension headers).
+  store<u32>(k2, pFragProto, 36);
   return k2;
 }
 
@@ -319,7 +353,8 @@ function deliver(d: usize, data: usize, caplen: u32, dir: u32, vip: u32, j: u32,
   if (method == M_NAT || !pIsEthernet) {
     // Two-way NAT: the reply leaves through the balancer with its MAC as source. Non-Ethernet
     // input also gets an Ethernet header, addressed to the configured gateway.
-    emitL2(d, data, 0, !pIsEthernet, 0, gwMacHi, gwMacLo, et);
+    // A NAT reply from a backend was addressed to the balancer: it leaves for the gateway.
+    emitL2(d, data, 0, !pIsEthernet || dir == DIR_BACKEND, 0, gwMacHi, gwMacLo, et);
     if (!pIsEthernet) count(C_L2_CONVERTED);
   }
   store<u8>(d, VERDICT_CLIENT, 24);
@@ -373,7 +408,9 @@ function icmpToVip(d: usize, data: usize, caplen: u32, vip: u32, now: u32): void
   const h = flowHash(k);
   const e = lookupFlow(k, h, now);
   if (!e) return pass(d, P_ICMP_NO_FLOW);
-  const j = <u32>load<u16>(e, F_BACKEND);
+  const lj = liveBackend(e, vip, h, k, now);
+  if (lj < 0) return drop(d, D_NO_BACKEND);
+  const j = <u32>lj;
   count(C_ICMP_FOLLOWED);
   if (<u32>load<u8>(v + V_METHOD) == M_NAT) {
     // Outer destination VIP -> backend, and the quoted source likewise, with every checksum that

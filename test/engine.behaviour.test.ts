@@ -664,14 +664,14 @@ describe('forwarding methods', () => {
     expect(checksumOk(a.bytes, 14, 34) && checksumOk(b.bytes, 14, 34)).toBe(true);
   });
 
-  // BUG: with an outer IPv4 header and an inner packet without DF, the outer IP ID is the low 16
+  // Regression (fixed): with an outer IPv4 header and an inner packet without DF, the outer IP ID is the low 16
   // bits of the flow hash (rewrite.ts writeEncap: `df ? 0 : bswap<u16>(<u16>h)`), the same for
   // every packet of the flow. Such a datagram may be fragmented on the way to the backend, and
   // RFC 6864 (section 4.1) requires its ID not to repeat for the same source, destination and
   // protocol within the MSL; with a repeated ID, fragments of different packets of the flow can be
   // reassembled together. Fix: take the ID from a counter (a module global incremented per
   // encapsulated non-DF packet; deterministic, so replays stay reproducible).
-  it.fails('tunnels: outer IPv4 IDs of non-DF packets of one flow do not repeat', () => {
+  it('tunnels: outer IPv4 IDs of non-DF packets of one flow do not repeat', () => {
     for (const method of ['ipip', 'gre', 'gue']) {
       const e = makeEngine(simpleConfig({ method }));
       const out = run(e, [1, 2, 3, 4].map((k) => at(fwd({ proto: 'udp', sport: 40800, dport: 53, payload: payload(k) }))));
@@ -749,13 +749,13 @@ describe('forwarding methods', () => {
     });
   }
 
-  // BUG: a NAT reply from a backend (Ethernet input) keeps its destination MAC, which is the
+  // Regression (fixed): a NAT reply from a backend (Ethernet input) keeps its destination MAC, which is the
   // balancer's own (the backend sent it to its gateway, the balancer), so the frame leaves with
   // destination = source = 02:00:00:00:00:fe and never reaches the client side. engine.ts
   // deliver(), client branch: emitL2(d, data, 0, !pIsEthernet, ...) only sets the destination for
   // non-Ethernet input. Fix: pass `!pIsEthernet || dir == DIR_BACKEND` as setDst, so NAT replies go
   // to the gateway MAC like converted frames do.
-  it.fails('nat reply from the backend is addressed to the gateway MAC, not to the balancer itself', () => {
+  it('nat reply from the backend is addressed to the gateway MAC, not to the balancer itself', () => {
     const e = makeEngine(simpleConfig({ method: 'nat', extra: { gatewayMac: GW_MAC } }));
     const req = one(e, tcpFwd(40450, 'S'));
     const o = one(e, frame({
@@ -769,14 +769,14 @@ describe('forwarding methods', () => {
     expect(p.dstMac).toBe(GW_MAC);
   });
 
-  // BUG: backends are found by address alone (config.ts findBackendByAddr: "the first one
+  // Regression (fixed): backends are found by address alone (config.ts findBackendByAddr: "the first one
   // configured wins"), so when one server is a backend of two VIPs (the config allows it), its
   // replies for the second VIP are attributed to the first VIP: they are passed 'not-vip' (or,
   // if the first VIP serves the port, NATed to the wrong VIP address). Fix: keep every backend
   // index per address (e.g. chain them in the address index), and in processOne try each
   // candidate's VIP: the one serving the source port/protocol whose flow (client, VIP, ports)
   // exists, else the first that serves the port.
-  it.fails('nat reply from a server that is a backend of two VIPs is rewritten to the right VIP', () => {
+  it('nat reply from a server that is a backend of two VIPs is rewritten to the right VIP', () => {
     const cfg = simpleConfig({ method: 'nat' });
     const second = simpleConfig({ method: 'nat', vip: '10.0.0.200', ports: [443] }).vips[0];
     second.backends = second.backends.map((b, i) => ({ ...b, id: `x${i + 1}` })); // same addresses
@@ -977,13 +977,13 @@ describe('parsing', () => {
     }
   }
 
-  // BUG: with a Routing header whose Segments Left is not 0, the TCP/UDP pseudo-header uses the
+  // Regression (fixed): with a Routing header whose Segments Left is not 0, the TCP/UDP pseudo-header uses the
   // final destination (the last address of the routing header, RFC 8200 section 8.1), not the
   // Destination field the NAT rewrites; the engine still applies the address change to the L4
   // checksum (rewrite.ts natRewrite -> fixL4), which breaks it. Fix: have parseL3 (parse.ts, nh ==
   // 43 branch) note a routing header with Segments Left > 0 (a new pRoutingActive flag) and skip
   // fixL4 in natRewrite when the destination is rewritten and that flag is set.
-  it.fails('IPv6 routing header with segments left: NAT keeps the L4 checksum valid', () => {
+  it('IPv6 routing header with segments left: NAT keeps the L4 checksum valid', () => {
     const e = makeEngine(simpleConfig({ vip: VIP6, method: 'nat' }));
     for (const ext of [routingExt(2, 1, ['2001:db8::99']), routingExt(0, 1, ['2001:db8::98'])]) {
       const input = fwd({ dst: VIP6, sport: 44500, tcpFlags: 'S', extHeaders: [ext] });
@@ -1156,14 +1156,14 @@ describe('fragments', () => {
     out.forEach((o, i) => expect(hex(o.bytes.subarray(34))).toBe(hex(frags[i].bytes.subarray(14))));
   });
 
-  // BUG: later fragments are delivered with flow hash 0 (engine.ts, the `deliver(..., 0)` call in
+  // Regression (fixed): later fragments are delivered with flow hash 0 (engine.ts, the `deliver(..., 0)` call in
   // the later-fragment branch of processOne), so with GUE they leave with UDP source port 49152
   // (and with an outer IPv6 header, flow label 0) instead of the port the first fragment of the
   // same flow got: one flow's packets are spread over two RSS queues at the backend, and every
   // flow's later fragments share one. Fix: remember the flow hash in the fragment entry
   // (frag.ts fragRecord: e.g. store<u32>(slot, h, 12), bytes 12..23 are unused) and pass
   // load<u32>(fe, 12) instead of 0 to deliver().
-  it.fails('gue: later fragments leave with the same UDP source port as the first fragment of their flow', () => {
+  it('gue: later fragments leave with the same UDP source port as the first fragment of their flow', () => {
     const e = makeEngine(simpleConfig({ method: 'gue' }));
     const { frags } = fragments({ dst: VIP, proto: 6, id: 99, sport: 45300, dport: 80, len: 300, cuts: [160] });
     const out = run(e, [at(tcpFwd(45300, 'S')), ...frags.map((f) => at(f.bytes))]);
@@ -1172,14 +1172,14 @@ describe('fragments', () => {
     expect(ports[2]).toBe(ports[0]);
   });
 
-  // BUG: the IPv6 fragment key uses pProto, which for the first fragment is the final upper-layer
+  // Regression (fixed): the IPv6 fragment key uses pProto, which for the first fragment is the final upper-layer
   // protocol (after the extension headers that follow the Fragment header) but for later
   // fragments is the Fragment header's Next Header. When the fragmentable part starts with an
   // extension header (e.g. Destination Options, RFC 8200 section 4.1 order), the keys differ and
   // every later fragment is dropped as 'frag-orphan'. Fix (assembly/net/parse.ts, nh == 44 branch
   // of parseL3): remember the Fragment header's Next Header in a new global (pFragNh) and use it
   // instead of pProto in fragKey() (assembly/engine.ts).
-  it.fails('IPv6: fragments whose fragmentable part starts with a Destination Options header follow the first one', () => {
+  it('IPv6: fragments whose fragmentable part starts with a Destination Options header follow the first one', () => {
     const e = makeEngine(simpleConfig({ vip: VIP6 }));
     const seg = udp({ src: CLIENT6, dst: VIP6, sport: 45400, dport: 53, payload: payload(200) });
     const dst = new Uint8Array(8); // Destination Options, next header UDP, Pad6
@@ -1326,12 +1326,12 @@ describe('ICMP', () => {
     });
   }
 
-  // BUG: ICMP errors follow a flow to its stored backend even when that backend is down
+  // Regression (fixed): ICMP errors follow a flow to its stored backend even when that backend is down
   // (engine.ts icmpToVip never checks B_STATE), while the flow's own next packet is re-steered
   // to a live backend (processOne): the error goes to a dead backend and not to the one that now
   // owns the connection. Fix: in icmpToVip, when the flow's backend is ST_DOWN, re-steer it as
   // processOne does (move that block into a helper used by both) before delivering.
-  it.fails('an ICMP error about a flow whose backend is down goes to a live backend, the one its packets now use', () => {
+  it('an ICMP error about a flow whose backend is down goes to a live backend, the one its packets now use', () => {
     const e = makeEngine(simpleConfig({ method: 'nat', scheduler: 'rr' }));
     const flow = one(e, tcpFwd(46300, 'S'));
     e.setBackendState(flow.backend!, 'down');

@@ -186,17 +186,24 @@ export function configCommit(vips: u32, backends: u32): u32 {
   return 0;
 }
 
-/** Backend whose address is the 16 bytes at p, or -1. The first one configured wins. */
-export function findBackendByAddr(p: usize): i32 {
-  const a0 = load<u64>(p), a1 = load<u64>(p, 8);
-  let s = addrSlot(a0, a1);
+/**
+ * Backends with address (a0, a1): a server may be a backend of several VIPs, so this is an
+ * iteration. `from` < 0 starts it; each call returns the next index-slot holding a backend with
+ * that address, or -1. The backend is slotBackend(slot).
+ */
+export function nextBackendSlot(a0: u64, a1: u64, from: i32): i32 {
+  let s = from < 0 ? addrSlot(a0, a1) : (<u32>from + 1) & baddrMask;
   while (true) {
     const v = load<u32>(baddrPtr + (<usize>s << 2));
     if (v == 0) return -1;
     const b = backendPtr(v - 1);
-    if (load<u64>(b) == a0 && load<u64>(b, 8) == a1) return <i32>(v - 1);
+    if (load<u64>(b) == a0 && load<u64>(b, 8) == a1) return <i32>s;
     s = (s + 1) & baddrMask;
   }
+}
+
+@inline export function slotBackend(slot: i32): u32 {
+  return load<u32>(baddrPtr + (<usize>slot << 2)) - 1;
 }
 
 /** VIP whose address is the 16 bytes at p, or -1 (linear scan: a handful of VIPs). */

@@ -1,7 +1,8 @@
 // Fragment tracking: the first fragment of a datagram (the one carrying the L4 ports) is balanced
 // like any packet, and its decision is remembered under (source, destination, IP ID, protocol) so
 // the following fragments go the same way. Fixed size; the oldest entry in a full window is
-// overwritten (counted). Entry: 0 sig | 4 expire | 8 backend u16 | 10 dir u8 | 11 vip u8 | 24.. key
+// overwritten (counted). Entry: 0 sig | 4 expire | 8 backend u16 | 10 dir u8 | 11 vip u8 |
+// 12 flow hash u32 (GUE source port, flow label) | 24.. key
 import { fragsPtr, FRAG_BUCKETS, FRAG_SIZE, WAYS } from '../layout';
 import { count, C_FRAG_TABLE_FULL } from '../counters';
 import { toFrag } from './flowtable';
@@ -17,7 +18,7 @@ import { toFrag } from './flowtable';
 }
 
 /** Remembers a first fragment's decision. k: 40-byte key (src, dst, id, proto). */
-export function fragRecord(k: usize, h: u32, now: u32, backend: u32, dir: u32, vip: u32): void {
+export function fragRecord(k: usize, h: u32, now: u32, backend: u32, dir: u32, vip: u32, flowHash: u32): void {
   let e = bucket(h);
   let slot: usize = 0, free: usize = 0, oldestEntry: usize = 0;
   let oldest: u32 = 0xffffffff;
@@ -45,6 +46,7 @@ export function fragRecord(k: usize, h: u32, now: u32, backend: u32, dir: u32, v
   store<u16>(slot, <u16>backend, 8);
   store<u8>(slot, <u8>dir, 10);
   store<u8>(slot, <u8>vip, 11);
+  store<u32>(slot, flowHash, 12);
   memory.copy(slot + 24, k, 40);
 }
 

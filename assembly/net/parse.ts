@@ -28,6 +28,8 @@ export let pL3Len: u32 = 0; // IP datagram length from the header (v4 total leng
 export let pFragment: bool = false; // any fragment (first or not)
 export let pFragFirst: bool = false; // offset 0 with more fragments
 export let pFragId: u32 = 0;
+export let pFragProto: u32 = 0; // protocol named where the fragment header is (its next header; IPv4: pProto)
+export let pRouting: bool = false; // IPv6 routing header with segments left: L4 checksums use its final address
 export let pSrc: usize = 0; // address pointers into the frame (4 or 16 bytes)
 export let pDst: usize = 0;
 export let pAddrLen: u32 = 0;
@@ -113,6 +115,7 @@ export function parseL3(data: usize, caplen: u32): i32 {
   pFragment = false;
   pFragFirst = false;
   pFragId = 0;
+  pRouting = false;
   if (pEthertype == ET_IPV4) {
     if (avail < 20) return PARSE_TRUNCATED;
     const vihl = <u32>load<u8>(p);
@@ -136,6 +139,7 @@ export function parseL3(data: usize, caplen: u32): i32 {
       pFragFirst = offset == 0;
       pFragId = be16(p + 4);
     }
+    pFragProto = pProto;
     pL4 = l3 + ihl;
     pHasL4 = offset == 0;
     return PARSE_OK;
@@ -156,6 +160,8 @@ export function parseL3(data: usize, caplen: u32): i32 {
   for (let n = 0; n < 8; n++) {
     if (nh == 0 || nh == 43 || nh == 60) {
       if (avail < off + 2) return PARSE_TRUNCATED;
+      // Routing header with segments left: the transport checksum covers the final destination.
+      if (nh == 43 && avail >= off + 4 && load<u8>(p + off + 3) != 0) pRouting = true;
       const len = (<u32>load<u8>(p + off + 1) + 1) << 3;
       nh = <u32>load<u8>(p + off);
       off += len;
@@ -170,6 +176,7 @@ export function parseL3(data: usize, caplen: u32): i32 {
       const offset = fo >> 3;
       const more = (fo & 1) != 0;
       nh = <u32>load<u8>(p + off);
+      pFragProto = nh;
       pFragment = true;
       pFragFirst = offset == 0;
       pFragId = bswap<u32>(load<u32>(p + off + 4));

@@ -4,7 +4,7 @@
 // Katran does). Encapsulation moves the frame start back into the headroom: no payload moves.
 import { sumAddr, delta, adjust, adjustUdp, sumBytes, finish, fold } from './csum';
 import {
-  pIsEthernet, pL3, pFamily, pProto, pL4, pHasL4, pL3Len, pEthertype,
+  pIsEthernet, pL3, pFamily, pProto, pL4, pHasL4, pL3Len, pEthertype, pRouting, pDst,
   IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_GRE, ET_IPV4, ET_IPV6, be16,
 } from './parse';
 import { lbMacHi, lbMacLo, storeMac } from '../lb/config';
@@ -43,7 +43,9 @@ export function natRewrite(data: usize, caplen: u32, field: usize, to: usize): v
   const len: u32 = pFamily == 4 ? 4 : 16;
   const d = replaceAddr(field, pFamily == 4 ? to + 12 : to, len);
   if (pFamily == 4) adjust(data + pL3 + 10, d);
-  fixL4(data, caplen, d);
+  // With an active IPv6 routing header the transport checksum covers the final destination
+  // (RFC 8200 8.1), which a destination rewrite does not change.
+  if (!(pRouting && field == pDst)) fixL4(data, caplen, d);
 }
 
 /**
@@ -95,6 +97,10 @@ export function encapLength(method: u32, outerFamily: u32): u32 {
  * 3 GRE, 4 GUE; src/dst are 16-byte (mapped for IPv4) addresses; `h` the flow hash (entropy for the
  * GUE source port and the IPv6 flow label, so receivers' RSS spreads flows, as Katran does).
  */
+/** Outer IPv4 IDs for datagrams that may be fragmented: one per packet, never per flow
+ * (RFC 6864 section 4.1); deterministic because it only counts packets. */
+let outerId: u32 = 0;
+
 export function writeEncap(
   o: usize, method: u32, outerFamily: u32, src: usize, dst: usize, h: u32, guePort: u32, innerCap: u32,
 ): void {
@@ -119,7 +125,8 @@ export function writeEncap(
     store<u16>(o, bswap<u16>(<u16>(0x4500 | tos)));
     store<u16>(o + 2, bswap<u16>(<u16>(ipLen + afterIp)));
     // RFC 6864: the ID only matters when the datagram may be fragmented.
-    store<u16>(o + 4, df ? 0 : bswap<u16>(<u16>h));
+    if (!df) outerId = (outerId + 1) & 0xffff;
+    store<u16>(o + 4, df ? 0 : bswap<u16>(<u16>outerId));
     store<u16>(o + 6, df ? bswap<u16>(0x4000) : 0);
     store<u8>(o + 8, 64);
     store<u8>(o + 9, <u8>proto);

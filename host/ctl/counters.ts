@@ -11,7 +11,7 @@ export const COUNTER_NAMES = [
 
 export const DROP_NAMES = [
   'none', 'truncated', 'linktype', 'bad-ip', 'no-service', 'no-backend', 'frag-orphan', 'too-big',
-  'bad-l4', 'no-headroom',
+  'bad-l4',
 ] as const;
 
 export const PASS_NAMES = ['none', 'not-ip', 'not-vip', 'icmp-to-vip', 'icmp-no-flow'] as const;
