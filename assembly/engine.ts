@@ -4,7 +4,7 @@
 // Directions: FWD = client -> VIP; REPLY = VIP -> client (in a capture taken at the cluster's entry
 // point this stands for what the owning backend sends back); BACKEND = backend -> client in NAT mode
 // (rewritten back to the VIP, two-way NAT as in IPVS).
-import { descPtr, DESC_SIZE, keyPtr, key2Ptr, flowsPtr, FLOW_SIZE } from './layout';
+import { descPtr, DESC_SIZE, keyPtr, key2Ptr } from './layout';
 import {
   count, countDrop, countPass,
   C_RX_PACKETS, C_RX_BYTES, C_TX_BACKEND, C_TX_CLIENT, C_PASSED, C_DROPPED, C_FLOWS_CREATED,
@@ -23,8 +23,7 @@ import { natRewrite, emitL2, encapLength, writeEncap, replaceAddr } from './net/
 import { adjust, adjustUdp, delta } from './net/csum';
 import { flowHash } from './lb/flowhash';
 import {
-  lookupFlow, insertFlow, closeFlow, timeoutFor,
-  F_EXPIRE, F_BACKEND, F_STATE, F_FLAGS, F_PACKETS, F_BYTES,
+  lookupFlow, insertFlow, closeFlow, timeoutFor, fExpire, fBackend, fState, fFlags, fPackets, fBytes, flowIndex,
   TS_NONE, TS_SYN, TS_ESTABLISHED, TS_FIN, TS_CLOSE, FL_FROM_REPLY,
 } from './lb/flowtable';
 import { fragRecord, fragLookup } from './lb/frag';
@@ -35,7 +34,7 @@ import {
   B_ACTIVE, B_FAMILY, BS_PACKETS, BS_BYTES, BS_FLOWS, BS_REPLY_PACKETS, BS_REPLY_BYTES, BS_RESTEERED_IN,
   M_NAT, M_DR, S_SH, ST_DOWN, PROTO_TCP_BIT, PROTO_UDP_BIT,
 } from './lb/config';
-import { emit, EV_FLOW_CREATED, EV_FLOW_RESTEERED, CR_REUSED } from './events';
+import { emitFlow, EV_FLOW_CREATED, EV_FLOW_RESTEERED, CR_REUSED } from './events';
 
 export const VERDICT_DROP: u8 = 0;
 export const VERDICT_BACKEND: u8 = 1;
@@ -200,7 +199,7 @@ function processOne(d: usize): void {
   let e = lookupFlow(k, h, now);
   if (e && proto == IPPROTO_TCP && dir == DIR_FWD && (tcpFlags & (TCP_SYN | TCP_ACK)) == TCP_SYN) {
     // A new connection reusing the ports of one that is closing: start over (IPVS conn_reuse_mode).
-    const st = <u32>load<u8>(e, F_STATE);
+    const st = <u32>load<u8>(fState(e));
     if (st == TS_FIN || st == TS_CLOSE) {
       closeFlow(e, CR_REUSED, now);
       count(C_FLOWS_REUSED);
@@ -225,32 +224,33 @@ function processOne(d: usize): void {
           count(C_FLOWS_MIDSTREAM);
         }
       }
-      store<u16>(e, <u16>j, F_BACKEND);
-      store<u8>(e, <u8>st, F_STATE);
-      store<u8>(e, dir == DIR_FWD ? 0 : <u8>FL_FROM_REPLY, F_FLAGS);
+      store<u16>(fBackend(e), <u16>j);
+      store<u8>(fState(e), <u8>st);
+      store<u8>(fFlags(e), dir == DIR_FWD ? 0 : <u8>FL_FROM_REPLY);
       const bp = backendPtr(<u32>j) + B_ACTIVE;
       store<u32>(bp, load<u32>(bp) + 1);
       bump(bstatPtr(<u32>j) + BS_FLOWS, 1);
       count(C_FLOWS_CREATED);
-      emit(EV_FLOW_CREATED, 0, <u32>j, now, e);
+      emitFlow(EV_FLOW_CREATED, 0, <u32>j, now, e);
     } else {
       count(C_FLOW_TABLE_FULL);
       count(C_STATELESS);
     }
   }
   if (e) {
-    store<u32>(e, load<u32>(e, F_PACKETS) + 1, F_PACKETS);
-    store<u64>(e, load<u64>(e, F_BYTES) + wirelen, F_BYTES);
-    let st = <u32>load<u8>(e, F_STATE);
+    const pp = fPackets(e), bp = fBytes(e);
+    store<u32>(pp, load<u32>(pp) + 1);
+    store<u64>(bp, load<u64>(bp) + wirelen);
+    let st = <u32>load<u8>(fState(e));
     if (proto == IPPROTO_TCP) {
       if (tcpFlags & TCP_RST) st = TS_CLOSE;
       else if (tcpFlags & TCP_FIN) {
         if (st < TS_FIN) st = TS_FIN;
       } else if (st == TS_SYN && !(tcpFlags & TCP_SYN)) st = TS_ESTABLISHED;
-      store<u8>(e, <u8>st, F_STATE);
+      store<u8>(fState(e), <u8>st);
     }
-    store<u32>(e, now + timeoutFor(proto, st), F_EXPIRE);
-    store<u32>(d, <u32>((e - flowsPtr) / FLOW_SIZE) + 1, 28);
+    store<u32>(fExpire(e), now + timeoutFor(proto, st));
+    store<u32>(d, flowIndex(e) + 1, 28);
   }
   if (pFragment) {
     const fk = fragKey();
@@ -265,14 +265,14 @@ function processOne(d: usize): void {
  * backends never move). -1 when no backend is usable.
  */
 function liveBackend(e: usize, vip: u32, h: u32, k: usize, now: u32): i32 {
-  const j = <u32>load<u16>(e, F_BACKEND);
+  const j = <u32>load<u16>(fBackend(e));
   if (<u32>load<u8>(backendPtr(j) + B_STATE) != ST_DOWN) return <i32>j;
   const nj = pick(vip, h, k);
   if (nj < 0) return -1;
   // The event carries the old backend in the flow copy (bytes 8..9) and the new one in its header.
-  emit(EV_FLOW_RESTEERED, 0, <u32>nj, now, e);
+  emitFlow(EV_FLOW_RESTEERED, 0, <u32>nj, now, e);
   moveActive(j, <u32>nj);
-  store<u16>(e, <u16>nj, F_BACKEND);
+  store<u16>(fBackend(e), <u16>nj);
   bump(bstatPtr(<u32>nj) + BS_RESTEERED_IN, 1);
   count(C_FLOWS_RESTEERED);
   return nj;

@@ -3,6 +3,7 @@
 // ring is full the event is dropped and counted, never blocking the data path.
 import { eventsPtr, eventCap, eventHeadPtr, EVENT_SIZE } from './layout';
 import { count, C_EVENTS_LOST } from './counters';
+import { fBackend, fState, fFlags, fPackets, fBytes, fKey } from './lb/flowtable';
 
 export const EV_FLOW_CREATED: u32 = 1;
 export const EV_FLOW_CLOSED: u32 = 2;
@@ -22,11 +23,8 @@ export function setEventMask(m: u32): void {
   eventMask = m;
 }
 
-/**
- * Appends an event. Bytes 8..63 are copied from `src` (a flow entry: backend, state, flags,
- * packets, bytes and key) when src != 0. Returns the record address, or 0 when dropped.
- */
-export function emit(type: u32, reason: u32, backend: u32, tsSec: u32, src: usize): usize {
+/** Appends an event with zero body. Returns the record address, or 0 when dropped. */
+export function emit(type: u32, reason: u32, backend: u32, tsSec: u32): usize {
   if (!((eventMask >> type) & 1)) return 0;
   const head = load<u32>(eventHeadPtr);
   const tail = load<u32>(eventHeadPtr, 4);
@@ -35,12 +33,27 @@ export function emit(type: u32, reason: u32, backend: u32, tsSec: u32, src: usiz
     return 0;
   }
   const r = eventsPtr + <usize>(head & (eventCap - 1)) * EVENT_SIZE;
-  if (src) memory.copy(r + 8, src + 8, EVENT_SIZE - 8);
-  else memory.fill(r + 8, 0, EVENT_SIZE - 8);
+  memory.fill(r + 8, 0, EVENT_SIZE - 8);
   store<u8>(r, <u8>type);
   store<u8>(r + 1, <u8>reason);
   store<u16>(r + 2, <u16>backend);
   store<u32>(r + 4, tsSec);
   store<u32>(eventHeadPtr, head + 1);
+  return r;
+}
+
+/**
+ * Appends a flow event: the header, then the flow's fields at 8 backend u16, 10 state, 11 flags,
+ * 12 packets u32, 16 bytes u64, 24..63 key (docs/abi.md "Events").
+ */
+export function emitFlow(type: u32, reason: u32, backend: u32, tsSec: u32, flow: usize): usize {
+  const r = emit(type, reason, backend, tsSec);
+  if (!r) return 0;
+  store<u16>(r + 8, load<u16>(fBackend(flow)));
+  store<u8>(r + 10, load<u8>(fState(flow)));
+  store<u8>(r + 11, load<u8>(fFlags(flow)));
+  store<u32>(r + 12, load<u32>(fPackets(flow)));
+  store<u64>(r + 16, load<u64>(fBytes(flow)));
+  memory.copy(r + 24, fKey(flow), 40);
   return r;
 }

@@ -60,7 +60,7 @@ export function config_commit(vipCount: u32, backendCount: u32): u32 { return co
 export function set_backend_state(j: u32, state: u32, nowS: u32): void {
   if (j >= backendCount) return;
   setBackendState(j, state);
-  emit(EV_BACKEND_STATE, state, j, nowS, 0);
+  emit(EV_BACKEND_STATE, state, j, nowS);
 }
 
 export function process(n: u32): u32 {

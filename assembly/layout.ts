@@ -19,7 +19,7 @@ export const VIP_SIZE: u32 = 128;
 export const PORTMAP_SIZE: u32 = 8192; // one bit per port
 export const BACKEND_SIZE: u32 = 64;
 export const BSTATS_SIZE: u32 = 64; // u64[8]
-export const FLOW_SIZE: u32 = 64; // one cache line per flow
+export const FLOW_SIZE: u32 = 64; // bytes per flow (a 4-flow bucket is 256 bytes, by field)
 export const WAYS: u32 = 4; // entries per bucket
 export const EVENT_SIZE: u32 = 64;
 export const FRAG_SIZE: u32 = 64;
@@ -110,7 +110,7 @@ export function layout(
   ringPtr = carve(<usize>rings * 2, 64);
   fragsPtr = carve(<usize>FRAG_BUCKETS * WAYS * FRAG_SIZE, 64);
   eventsPtr = carve(<usize>events * EVENT_SIZE, 64);
-  flowsPtr = carve(<usize>buckets * WAYS * FLOW_SIZE, 64);
+  flowsPtr = carve(<usize>buckets * WAYS * FLOW_SIZE, 256); // flow refs use the low 8 bits
   arenaPtr = carve(arenaBytes, 64);
   ioPtr = carve(ioBytes, 64);
   const end = carve(0, 65536);

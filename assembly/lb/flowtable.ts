@@ -1,28 +1,27 @@
-// Connection tracking: a fixed-capacity, bucketized open-addressing table. Each flow is one 64-byte
-// entry (one cache line: the 40-byte key plus state and counters); a key may live in either of two
-// 4-way buckets (two-choice hashing), and a lookup compares a 32-bit signature before the key.
-// Expiry is lazy (a lookup that meets a stale entry reclaims it) plus an incremental sweep the
-// host drives with packet time, so replay is deterministic. Under pressure only embryonic
-// (SYN-only) flows are evicted; when neither bucket holds anything reclaimable the insert fails,
-// is counted, and the packet is forwarded statelessly.
+// Connection tracking: a fixed-capacity, bucketized open-addressing table. A bucket holds 4 flows
+// in 256 bytes laid out by field (VPP lbhash style), so the first cache line of a bucket holds the
+// four signatures, expiries, backends and states: a lookup reads that one line, compares the
+// signatures (one SIMD compare), and touches the key only for a matching signature. That is
+// 64 bytes per flow with no separate index. A key may live in either of two buckets (two-choice
+// hashing keeps buckets even, so inserts rarely fail at 50% load). Expiry is lazy (a lookup that
+// meets a stale entry reclaims it) plus an incremental sweep the host drives with packet time, so
+// replay is deterministic. Under pressure only embryonic (SYN-only) flows are evicted; when
+// neither bucket holds anything reclaimable the insert fails, is counted, and the packet is
+// forwarded statelessly.
 //
-//  entry:  0 sig u32 | 4 expire u32 (s) | 8 backend u16 | 10 state u8 | 11 flags u8
-//         12 packets u32 | 16 bytes u64 | 24..63 flow key (docs/abi.md)
-import { flowsPtr, flowBucketMask, FLOW_SIZE, WAYS } from '../layout';
+//  bucket (256 bytes, 256-aligned), way w = 0..3:
+//    0 sig u32[4] (flow hash | 1; 0 = empty)  16 expire u32[4] (s)  32 backend u16[4]
+//   40 state u8[4]  44 flags u8[4]  48 packets u32[4]  | 64 bytes u64[4]  96 key[4] (40 bytes each)
+//
+// A flow is referred to by `ref` = bucket address | way (buckets are 256-aligned).
+import { flowsPtr, flowBucketMask, WAYS } from '../layout';
 import {
   count, C_FLOWS_CLOSED, C_FLOWS_EXPIRED, C_FLOWS_EVICTED,
 } from '../counters';
-import { emit, EV_FLOW_CLOSED, CR_EXPIRED, CR_EVICTED, CR_FLUSH } from '../events';
+import { emitFlow, EV_FLOW_CLOSED, CR_EXPIRED, CR_EVICTED, CR_FLUSH } from '../events';
 import { backendPtr, B_ACTIVE } from './config';
 
-export const F_SIG: u32 = 0;
-export const F_EXPIRE: u32 = 4;
-export const F_BACKEND: u32 = 8;
-export const F_STATE: u32 = 10;
-export const F_FLAGS: u32 = 11;
-export const F_PACKETS: u32 = 12;
-export const F_BYTES: u32 = 16;
-export const F_KEY: u32 = 24;
+export const BUCKET_SIZE: u32 = 256;
 
 // TCP states (UDP and others use TS_NONE).
 export const TS_NONE: u32 = 0;
@@ -32,6 +31,19 @@ export const TS_FIN: u32 = 3;
 export const TS_CLOSE: u32 = 4;
 
 export const FL_FROM_REPLY: u32 = 1; // first packet seen was the cluster's reply
+
+// Field addresses of flow `r`.
+@inline function bucketOf(r: usize): usize { return r & ~(<usize>255); }
+@inline export function fSig(r: usize): usize { return bucketOf(r) + ((r & 3) << 2); }
+@inline export function fExpire(r: usize): usize { return bucketOf(r) + 16 + ((r & 3) << 2); }
+@inline export function fBackend(r: usize): usize { return bucketOf(r) + 32 + ((r & 3) << 1); }
+@inline export function fState(r: usize): usize { return bucketOf(r) + 40 + (r & 3); }
+@inline export function fFlags(r: usize): usize { return bucketOf(r) + 44 + (r & 3); }
+@inline export function fPackets(r: usize): usize { return bucketOf(r) + 48 + ((r & 3) << 2); }
+@inline export function fBytes(r: usize): usize { return bucketOf(r) + 64 + ((r & 3) << 3); }
+@inline export function fKey(r: usize): usize { return bucketOf(r) + 96 + (r & 3) * 40; }
+/** Entry number (bucket * 4 + way), as reported in descriptors. */
+@inline export function flowIndex(r: usize): u32 { return <u32>((bucketOf(r) - flowsPtr) >> 6) + <u32>(r & 3); }
 
 // Timeouts in seconds, IPVS defaults; the host may change them.
 export let toSyn: u32 = 60;
@@ -53,120 +65,152 @@ export function setTimeouts(syn: u32, est: u32, fin: u32, close: u32, udp: u32, 
 }
 
 export let flowLive: u32 = 0;
-/** After a lookup miss: the entry an insert should use (0 = window full), found in the same scan. */
+/** After a lookup miss: the entry an insert should use (0 = none), found in the same scan. */
 let candidate: usize = 0;
 let candidateKind: u32 = 0; // 0 none, 1 empty, 2 expired, 3 embryonic
 let sweepCursor: u32 = 0;
 let flushCursor: u32 = 0;
 
 @inline function bucketPtr(b: u32): usize {
-  return flowsPtr + <usize>b * (WAYS * FLOW_SIZE);
+  return flowsPtr + <usize>b * BUCKET_SIZE;
 }
 
-@inline function keyEquals(e: usize, k: usize): bool {
-  return load<u64>(e, F_KEY) == load<u64>(k) &&
-    load<u64>(e, F_KEY + 8) == load<u64>(k, 8) &&
-    load<u64>(e, F_KEY + 16) == load<u64>(k, 16) &&
-    load<u64>(e, F_KEY + 24) == load<u64>(k, 24) &&
-    load<u64>(e, F_KEY + 32) == load<u64>(k, 32);
+@inline function keyEquals(kp: usize, k: usize): bool {
+  return load<u64>(kp) == load<u64>(k) &&
+    load<u64>(kp, 8) == load<u64>(k, 8) &&
+    load<u64>(kp, 16) == load<u64>(k, 16) &&
+    load<u64>(kp, 24) == load<u64>(k, 24) &&
+    load<u64>(kp, 32) == load<u64>(k, 32);
 }
 
-/** Closes a live entry: event, backend load, counters. */
-export function closeFlow(e: usize, reason: u32, now: u32): void {
-  const be = <u32>load<u16>(e, F_BACKEND);
-  emit(EV_FLOW_CLOSED, reason, be, now, e);
+/** Bit w set when way w's signature equals sig (SIMD: one compare of the four). */
+@inline function sigMatches(bucket: usize, sig: u32): u32 {
+  if (ASC_FEATURE_SIMD) {
+    return <u32>i32x4.bitmask(i32x4.eq(v128.load(bucket), i32x4.splat(sig)));
+  }
+  return (load<u32>(bucket) == sig ? 1 : 0) | (load<u32>(bucket, 4) == sig ? 2 : 0) |
+    (load<u32>(bucket, 8) == sig ? 4 : 0) | (load<u32>(bucket, 12) == sig ? 8 : 0);
+}
+
+/** Closes a live flow: event, backend load, counters. */
+export function closeFlow(r: usize, reason: u32, now: u32): void {
+  const be = <u32>load<u16>(fBackend(r));
+  emitFlow(EV_FLOW_CLOSED, reason, be, now, r);
   const bp = backendPtr(be) + B_ACTIVE;
   const a = load<u32>(bp);
   if (a) store<u32>(bp, a - 1);
-  store<u32>(e, 0);
+  store<u32>(fSig(r), 0);
   flowLive--;
   count(C_FLOWS_CLOSED);
   if (reason == CR_EXPIRED) count(C_FLOWS_EXPIRED);
   else if (reason == CR_EVICTED) count(C_FLOWS_EVICTED);
 }
 
-/** The second bucket a key may live in (two-choice hashing): the hash rotated by 16, so its bits
- * are mostly independent of the first bucket's; never equal to the first. */
+/** The second bucket a key may live in: the hash rotated by 16, so its bits are mostly
+ * independent of the first bucket's; never equal to the first. */
 @inline function secondBucket(h: u32): u32 {
   let b2 = rotl<u32>(h, 16) & flowBucketMask;
   if (b2 == (h & flowBucketMask)) b2 = (b2 + 1) & flowBucketMask;
   return b2;
 }
 
-/**
- * Finds the flow with key k (hash h) in its two candidate buckets. A stale match is closed and
- * reported as a miss. On a miss the same scan chooses where an insert should go: an empty entry in
- * the emptier bucket (two-choice hashing keeps buckets even, so inserts rarely fail), else an
- * expired entry, else the embryonic (SYN-state) entry closest to expiry; established flows are
- * never chosen.
- */
-export function lookupFlow(k: usize, h: u32, now: u32): usize {
-  const sig = h | 1;
-  candidate = 0;
-  candidateKind = 0;
-  let victimExpire: u32 = 0xffffffff;
-  let bestEmpties: u32 = 0;
-  let b = h & flowBucketMask;
-  for (let round = 0; round < 2; round++) {
-    let e = bucketPtr(b);
-    let empties: u32 = 0;
-    let firstEmpty: usize = 0;
-    for (let w: u32 = 0; w < WAYS; w++, e += FLOW_SIZE) {
-      const s = load<u32>(e);
-      if (s == 0) {
-        if (!firstEmpty) firstEmpty = e;
-        empties++;
-        continue;
-      }
-      const exp = load<u32>(e, F_EXPIRE);
-      if (s == sig && keyEquals(e, k)) {
-        if (exp < now) {
-          closeFlow(e, CR_EXPIRED, now);
-          candidate = e;
-          candidateKind = 1;
-          return 0; // keys are unique, so there is no other match
-        }
-        return e;
-      }
-      if (candidateKind == 1) continue;
-      if (exp < now) {
-        if (candidateKind != 2) {
-          candidate = e;
-          candidateKind = 2;
-        }
-      } else if (candidateKind == 0 || candidateKind == 3) {
-        if (load<u8>(e, F_STATE) == <u8>TS_SYN && exp < victimExpire) {
-          victimExpire = exp;
-          candidate = e;
-          candidateKind = 3;
-        }
-      }
-    }
-    if (empties > bestEmpties) {
-      bestEmpties = empties;
-      candidate = firstEmpty;
-      candidateKind = 1;
-    }
-    b = secondBucket(h);
+/** Looks for key k in one bucket; returns its ref, or 0. */
+@inline function findIn(bucket: usize, sig: u32, k: usize): usize {
+  let m = sigMatches(bucket, sig);
+  while (m) {
+    const w = <usize>ctz<u32>(m);
+    if (keyEquals(bucket + 96 + w * 40, k)) return bucket | w;
+    m &= m - 1;
   }
   return 0;
 }
 
-/** Inserts key k after a lookupFlow miss for the same key. Returns the entry, or 0 (table full). */
-export function insertFlow(k: usize, h: u32, now: u32): usize {
-  const e = candidate;
-  if (e == 0) return 0;
-  if (candidateKind == 2) closeFlow(e, CR_EXPIRED, now);
-  else if (candidateKind == 3) closeFlow(e, CR_EVICTED, now);
+/**
+ * Remembers where an insert into `bucket` could go: an empty way (preferring the emptier
+ * bucket), else an expired one, else the embryonic one closest to expiry.
+ */
+function considerBucket(bucket: usize, now: u32, round: u32): void {
+  let empties: u32 = 0;
+  let firstEmpty: usize = 0;
+  for (let w: u32 = 0; w < WAYS; w++) {
+    if (load<u32>(bucket + (w << 2)) == 0) {
+      if (!empties) firstEmpty = bucket | w;
+      empties++;
+    }
+  }
+  if (empties) {
+    // The first bucket's empty way wins unless the second bucket has more room.
+    if (candidateKind != 1 || (round == 1 && empties > candidateEmpties)) {
+      candidate = firstEmpty;
+      candidateKind = 1;
+      candidateEmpties = empties;
+    }
+    return;
+  }
+  if (candidateKind == 1) return;
+  for (let w: u32 = 0; w < WAYS; w++) {
+    const exp = load<u32>(bucket + 16 + (w << 2));
+    if (exp < now) {
+      if (candidateKind != 2) {
+        candidate = bucket | w;
+        candidateKind = 2;
+      }
+    } else if (candidateKind != 2 && load<u8>(bucket + 40 + w) == <u8>TS_SYN && (candidateKind == 0 || exp < victimExpire)) {
+      victimExpire = exp;
+      candidate = bucket | w;
+      candidateKind = 3;
+    }
+  }
+}
+let candidateEmpties: u32 = 0;
+let victimExpire: u32 = 0;
+
+/**
+ * Finds the flow with key k (hash h) in its two candidate buckets; returns its ref or 0. A stale
+ * match is closed and reported as a miss. On a miss the scan also chooses where an insert for
+ * the same key should go (insertFlow).
+ */
+export function lookupFlow(k: usize, h: u32, now: u32): usize {
+  const sig = h | 1;
+  const b1 = bucketPtr(h & flowBucketMask);
+  let r = findIn(b1, sig, k);
+  let b2: usize = 0;
+  if (!r) {
+    b2 = bucketPtr(secondBucket(h));
+    r = findIn(b2, sig, k);
+  }
   candidate = 0;
   candidateKind = 0;
-  memory.copy(e + F_KEY, k, 40);
-  store<u32>(e, h | 1);
-  store<u32>(e, 0, F_EXPIRE);
-  store<u64>(e, 0, F_BACKEND); // backend, state, flags, packets
-  store<u64>(e, 0, F_BYTES);
+  if (r) {
+    if (load<u32>(fExpire(r)) >= now) return r;
+    closeFlow(r, CR_EXPIRED, now);
+    candidate = r;
+    candidateKind = 1;
+    return 0;
+  }
+  considerBucket(b1, now, 0);
+  considerBucket(b2, now, 1);
+  return 0;
+}
+
+/** Inserts key k after a lookupFlow miss for the same key. Returns the ref, or 0 (table full). */
+export function insertFlow(k: usize, h: u32, now: u32): usize {
+  const r = candidate;
+  if (r == 0) return 0;
+  if (candidateKind == 2) closeFlow(r, CR_EXPIRED, now);
+  else if (candidateKind == 3) closeFlow(r, CR_EVICTED, now);
+  candidate = 0;
+  candidateKind = 0;
+  memory.copy(fKey(r), k, 40);
+  store<u32>(fSig(r), h | 1);
+  store<u32>(fExpire(r), 0);
+  store<u16>(fBackend(r), 0);
+  store<u8>(fState(r), 0);
+  store<u8>(fFlags(r), 0);
+  store<u32>(fPackets(r), 0);
+  store<u64>(fBytes(r), 0);
   flowLive++;
-  return e;
+  return r;
 }
 
 /** Sweeps `buckets` buckets from where the last sweep stopped; returns the flows it closed. */
@@ -175,11 +219,11 @@ export function expireFlows(now: u32, buckets: u32): u32 {
   const total = flowBucketMask + 1;
   if (buckets > total) buckets = total;
   for (let i: u32 = 0; i < buckets; i++) {
-    let e = bucketPtr(sweepCursor & flowBucketMask);
+    const b = bucketPtr(sweepCursor & flowBucketMask);
     sweepCursor = (sweepCursor + 1) & flowBucketMask;
-    for (let w: u32 = 0; w < WAYS; w++, e += FLOW_SIZE) {
-      if (load<u32>(e) != 0 && load<u32>(e, F_EXPIRE) < now) {
-        closeFlow(e, CR_EXPIRED, now);
+    for (let w: u32 = 0; w < WAYS; w++) {
+      if (load<u32>(b + (w << 2)) != 0 && load<u32>(b + 16 + (w << 2)) < now) {
+        closeFlow(b | w, CR_EXPIRED, now);
         closed++;
       }
     }
@@ -192,9 +236,9 @@ export function flushFlows(max: u32, now: u32): u32 {
   const totalEntries = (flowBucketMask + 1) * WAYS;
   let done: u32 = 0;
   while (done < max && flowLive > 0 && flushCursor < totalEntries) {
-    const e = flowsPtr + <usize>flushCursor * FLOW_SIZE;
-    if (load<u32>(e) != 0) {
-      closeFlow(e, CR_FLUSH, now);
+    const r = bucketPtr(flushCursor >> 2) | (flushCursor & 3);
+    if (load<u32>(fSig(r)) != 0) {
+      closeFlow(r, CR_FLUSH, now);
       done++;
     }
     flushCursor++;
