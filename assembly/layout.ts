@@ -1,4 +1,5 @@
-// Linear-memory layout of the engine: every region is carved out once by init() and never moves,
+// Linear-memory layout of the engine: every region is carved out once by init() and never moves
+// (nothing else may allocate: the stub runtime's heap would overlap these regions),
 // so a host's views of memory stay valid (no managed objects, --runtime stub). The sizes and record
 // layouts here are the ABI (docs/abi.md); change them only with ABI_VERSION.
 
@@ -53,6 +54,11 @@ export let eventHeadPtr: usize = 0; // u32 head (engine), u32 tail (host)
 export let fragsPtr: usize = 0;
 export let keyPtr: usize = 0; // 64-byte work area for the current packet's flow key
 export let key2Ptr: usize = 0; // second key (source hash, frag key)
+export let hashesPtr: usize = 0; // u32[BATCH]: pass-1 flow hashes of the current batch
+/** Whether process() runs its cache-warming first pass: only when the flow table is larger than
+ * a core's L2 cache could hold (above 2 MiB); for small tables the pass costs more than it saves. */
+export let prefetchPass: bool = false;
+export const PREFETCH_TABLE_BYTES: usize = 2 << 20;
 export let initialized: bool = false;
 
 @inline function align(p: usize, a: usize): usize {
@@ -95,6 +101,7 @@ export function layout(
   cursor = __heap_base;
   keyPtr = carve(64, 64);
   key2Ptr = carve(64, 64);
+  hashesPtr = carve(BATCH * 4, 64);
   eventHeadPtr = carve(64, 64);
   countersPtr = carve(N_COUNTERS * 8, 64);
   dropsPtr = carve(N_DROPS * 8, 64);
@@ -125,6 +132,7 @@ export function layout(
   baddrMask = baddrSlots - 1;
   ringEntries = rings;
   flowBucketMask = buckets - 1;
+  prefetchPass = <usize>buckets * WAYS * FLOW_SIZE > PREFETCH_TABLE_BYTES;
   eventCap = events;
   arenaSize = arenaBytes;
   ioSize = ioBytes;

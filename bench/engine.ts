@@ -27,7 +27,7 @@ function natConfig(flows: number) {
 }
 
 /**
- * Measures packets/s of process() over `flows` distinct UDP flows of 60-byte frames (64 B with
+ * Measures packets/s of process() (best of five slices of `seconds`/5) over `flows` distinct UDP flows of 60-byte frames (64 B with
  * FCS, the minimum), in steady state (every flow already in the table). Each batch's pristine
  * frames are restored with one memcpy before the call; the null pass pays the same.
  */
@@ -91,9 +91,14 @@ export function natForwarding(flows: number, seconds: number): { mpps: number; n
     eng.process(batch);
   }
   const flowsLive = eng.ex.flow_count();
-  const nullMpps = runFor((n) => eng.ex.null_pass(n), seconds) / 1e6;
-  const mpps = runFor((n) => eng.process(n), seconds) / 1e6;
-  return { mpps, nullMpps, flowsLive };
+  // The machine is shared: alternate short slices of both loops and keep each one's best.
+  const slices = 5;
+  let nullBest = 0, best = 0;
+  for (let s = 0; s < slices; s++) {
+    nullBest = Math.max(nullBest, runFor((n) => eng.ex.null_pass(n), seconds / (2 * slices)));
+    best = Math.max(best, runFor((n) => eng.process(n), seconds / slices));
+  }
+  return { mpps: best / 1e6, nullMpps: nullBest / 1e6, flowsLive };
 }
 
 export async function wasmVsTs(): Promise<Row[]> {

@@ -114,6 +114,16 @@ export function closeFlow(r: usize, reason: u32, now: u32): void {
   return b2;
 }
 
+/**
+ * Reads one word of every cache line of both buckets of hash h (pass 1 of a batch): the loads are
+ * independent, so the misses of a whole batch are in flight together before pass 2 needs them.
+ */
+export function touchBuckets(h: u32): u32 {
+  const a = bucketPtr(h & flowBucketMask), b = bucketPtr(secondBucket(h));
+  return load<u32>(a) + load<u32>(a, 64) + load<u32>(a, 128) + load<u32>(a, 192) +
+    load<u32>(b) + load<u32>(b, 64) + load<u32>(b, 128) + load<u32>(b, 192);
+}
+
 /** Looks for key k in one bucket; returns its ref, or 0. */
 @inline function findIn(bucket: usize, sig: u32, k: usize): usize {
   let m = sigMatches(bucket, sig);
