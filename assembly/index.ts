@@ -7,7 +7,7 @@ import {
 } from './layout';
 import { processBatch } from './engine';
 import {
-  configGlobal, configVip, configVipPorts, configBackend, configCommit, setBackendState, backendCount,
+  configGlobal, configVip, configVipPorts, configBackend, configCommit, setBackendState, backendCount, neededHeadroom,
 } from './lb/config';
 import { setTimeouts, expireFlows, flushFlows, flowLive } from './lb/flowtable';
 import { setHashKey, flowHash, flowHashSym } from './lb/flowhash';
@@ -23,6 +23,7 @@ export function init(flowCapacity: u32, maxVips: u32, maxBackends: u32, ringEntr
 
 export function batch_size(): u32 { return BATCH; }
 export function headroom(): u32 { return HEADROOM; }
+export function headroom_needed(): u32 { return neededHeadroom; }
 export function desc_ptr(): usize { return descPtr; }
 export function arena_ptr(): usize { return arenaPtr; }
 export function arena_size(): u32 { return arenaSize; }

@@ -90,6 +90,9 @@ export async function replayFile(input: string, config: Config, opts: ReplayOpti
   const target: BatchTarget = {
     mem, dv, descPtr, maxPackets: engine.batchSize, arenaPtr: engine.arenaPtr, arenaEnd: engine.arenaEnd,
     headroom: engine.headroom, ioPtr: engine.ioPtr, ioSize: READ_BYTES,
+    // NAT and DR grow a frame by at most 14 bytes in front: classic-pcap frames can then be
+    // processed where they were read, behind their 16-byte record headers (no copy).
+    inPlace: engine.ex.headroom_needed() <= 16,
   };
   const sweep = opts.sweepBuckets ?? 64;
   const every = opts.progressEvery ?? 64;

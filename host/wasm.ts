@@ -12,6 +12,7 @@ export interface EngineExports {
   init(flowCapacity: number, maxVips: number, maxBackends: number, ringEntries: number, arenaBytes: number, eventCapacity: number, ioBytes: number): number;
   batch_size(): number;
   headroom(): number;
+  headroom_needed(): number;
   desc_ptr(): number;
   arena_ptr(): number;
   arena_size(): number;

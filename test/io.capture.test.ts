@@ -171,6 +171,7 @@ interface TargetOpts {
   headroom?: number;
   ioSize?: number;
   arenaPtr?: number;
+  inPlace?: boolean;
 }
 function target(o: TargetOpts = {}): BatchTarget {
   const buf = new ArrayBuffer(MEM);
@@ -187,6 +188,7 @@ function target(o: TargetOpts = {}): BatchTarget {
     headroom: o.headroom ?? 256,
     ioPtr: 12 << 20,
     ioSize: o.ioSize ?? 4 << 20,
+    inPlace: o.inPlace,
   };
 }
 
@@ -715,6 +717,21 @@ describe('chunk boundaries and batches', () => {
       }
     });
   }
+
+  it('in place (classic pcap): frames stay in the io region behind their record headers, same bytes', () => {
+    for (const ioSize of [MIN_IO_SIZE, 1 << 20]) {
+      const { pkts } = readAll(pcapPath, { ioSize, inPlace: true });
+      expect(pkts.length).toBe(recs.length);
+      const io = 12 << 20;
+      pkts.forEach((p, i) => {
+        if (p.data < io + 16 || p.data + p.caplen > io + ioSize) throw new Error(`packet ${i} at ${p.data} is outside the io region`);
+        if (p.caplen !== sizes[i] || !p.bytes.equals(Buffer.from(recs[i].data))) throw new Error(`in place io=${ioSize} packet ${i} differs`);
+      });
+    }
+    // pcapng ignores the flag: its frames are copied to the arena as usual.
+    const { pkts } = readAll(ngPath, { inPlace: true });
+    expect(pkts.every((p) => p.data >= 1 << 20 && p.data < (1 << 20) + (4 << 20))).toBe(true);
+  });
 
   it('respects maxPackets', () => {
     const { batches } = readAll(pcapPath, { maxPackets: 7 });

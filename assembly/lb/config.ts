@@ -61,6 +61,8 @@ export const BS_REPLY_BYTES: u32 = 32;
 export const BS_RESTEERED_IN: u32 = 40;
 
 export let vipCount: u32 = 0;
+/** Most bytes any frame may grow in front under this config (config_commit); see headroom_needed. */
+export let neededHeadroom: u32 = 0;
 export let backendCount: u32 = 0;
 
 export let lbMacHi: u32 = 0x0200; // 02:00:00:00:00:fe
@@ -175,6 +177,14 @@ export function configCommit(vips: u32, backends: u32): u32 {
   }
   vipCount = vips;
   backendCount = backends;
+  // NAT and DR only ever prepend an Ethernet header to non-Ethernet input (14 bytes); tunnels
+  // prepend that plus the outer headers, IPv6 + UDP at most (14 + 40 + 8).
+  neededHeadroom = 0;
+  for (let i: u32 = 0; i < vips; i++) {
+    const m = <u32>load<u8>(vipPtr(i) + V_METHOD);
+    const need: u32 = m == M_NAT || m == M_DR ? 14 : 62;
+    if (need > neededHeadroom) neededHeadroom = need;
+  }
   memory.fill(baddrPtr, 0, (<usize>baddrMask + 1) * 4);
   for (let j: u32 = 0; j < backends; j++) {
     const b = backendPtr(j);

@@ -30,6 +30,11 @@ export interface BatchTarget {
   arenaPtr: number; // packet arena [arenaPtr, arenaEnd)
   arenaEnd: number;
   headroom: number; // bytes left free before every frame
+  /** Classic pcap only: leave each frame where it was read in the io region (its 16-byte record
+   * header becomes its headroom) instead of copying it to the arena. The host sets this when the
+   * engine needs no more than 16 bytes in front of a frame (headroom_needed() <= 16). The frames
+   * are valid until the next call to next(). */
+  inPlace?: boolean;
   ioPtr: number; // region the reader may use for raw file chunks
   ioSize: number;
 }
@@ -308,6 +313,7 @@ class PcapReader extends ReaderBase {
     const io = t.ioPtr;
     const head = t.headroom;
     const arenaEnd = t.arenaEnd;
+    const inPlace = t.inPlace === true;
     const max = t.maxPackets;
     const fracLimit = this.fracLimit;
     const fracMul = this.fracMul;
@@ -319,6 +325,9 @@ class PcapReader extends ReaderBase {
     let rp = this.rp;
     let len = this.len;
     while (n < max) {
+      // In place, frames of this batch live in the io region: refilling it (which moves the
+      // unconsumed tail to its start) must wait for the next call.
+      if (inPlace && n > 0 && (len - rp < 16 || len - rp < 16 + dv.getUint32(io + rp + 8, le))) break;
       if (len - rp < 16) {
         this.rp = rp;
         if (!this.fill(16)) {
@@ -353,10 +362,13 @@ class PcapReader extends ReaderBase {
         len = this.len;
         p = io + rp;
       }
-      const data = ((cursor + head + 7) & ~7) >>> 0;
-      if (data + caplen > arenaEnd) {
-        if (n === 0) throw arenaError(t, caplen);
-        break;
+      let data = p + 16;
+      if (!inPlace) {
+        data = ((cursor + head + 7) & ~7) >>> 0;
+        if (data + caplen > arenaEnd) {
+          if (n === 0) throw arenaError(t, caplen);
+          break;
+        }
       }
       let sec = dv.getUint32(p, le);
       let frac = dv.getUint32(p + 4, le);
@@ -372,7 +384,7 @@ class PcapReader extends ReaderBase {
         this.noteOnce(NOTE_WIRELEN, `record ${this.stats.packets + n + 1}: original length ${wire} is below the captured length ${caplen}; captured length used`);
         wire = caplen;
       }
-      mem.copyWithin(data, p + 16, p + recLen);
+      if (!inPlace) mem.copyWithin(data, p + 16, p + recLen);
       dv.setUint32(d, data, true);
       dv.setUint32(d + 4, caplen, true);
       dv.setUint32(d + 8, wire, true);
