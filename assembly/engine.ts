@@ -35,6 +35,7 @@ import {
   M_NAT, M_DR, S_SH, ST_DOWN, PROTO_TCP_BIT, PROTO_UDP_BIT,
 } from './lb/config';
 import { emitFlow, EV_FLOW_CREATED, EV_FLOW_RESTEERED, CR_REUSED } from './events';
+import { copy16 } from './mem';
 
 export const VERDICT_DROP: u8 = 0;
 export const VERDICT_BACKEND: u8 = 1;
@@ -118,7 +119,7 @@ function prehash(d: usize): u32 {
     const vip = findVip(k);
     if (vip < 0) return 0;
     keyAddr(k, pDst, pAddrLen);
-    memory.copy(k + 16, vipPtr(<u32>vip) + V_ADDR, 16);
+    copy16(k + 16, vipPtr(<u32>vip) + V_ADDR);
     store<u16>(k, dport, 32);
     store<u16>(k, sport, 34);
   }
@@ -205,7 +206,7 @@ function processOne(d: usize, preHash: u32): void {
       if (<u32>load<u8>(vp + V_METHOD) != M_NAT || !(<u32>load<u8>(vp + V_PROTOS) & bit) ||
         !vipHasPort(vi, <u32>bswap<u16>(vport))) continue;
       if (first < 0) first = <i32>j;
-      memory.copy(k + 16, vp + V_ADDR, 16);
+      copy16(k + 16, vp + V_ADDR);
       keyAddr(k, pDst, pAddrLen);
       store<u16>(k, dport, 32);
       store<u16>(k, sport, 34);
@@ -231,7 +232,7 @@ function processOne(d: usize, preHash: u32): void {
     store<u16>(k, dport, 34);
   } else {
     keyAddr(k, pDst, pAddrLen);
-    memory.copy(k + 16, v + V_ADDR, 16);
+    copy16(k + 16, v + V_ADDR);
     store<u16>(k, dport, 32);
     store<u16>(k, sport, 34);
   }
@@ -326,8 +327,10 @@ function pick(vip: u32, h: u32, k: usize): i32 {
   let sh: u32 = 0;
   if (<u32>load<u8>(vipPtr(vip) + V_SCHED) == S_SH) {
     const k2 = key2Ptr;
-    memory.copy(k2, k, 16);
-    memory.fill(k2 + 16, 0, 24);
+    copy16(k2, k);
+    store<u64>(k2, 0, 16);
+    store<u64>(k2, 0, 24);
+    store<u64>(k2, 0, 32);
     sh = flowHash(k2);
   }
   return schedule(vip, h, sh);

@@ -4,6 +4,7 @@
 import { eventsPtr, eventCap, eventHeadPtr, EVENT_SIZE } from './layout';
 import { count, C_EVENTS_LOST } from './counters';
 import { fBackend, fState, fFlags, fPackets, fBytes, fKey } from './lb/flowtable';
+import { copy40 } from './mem';
 
 export const EV_FLOW_CREATED: u32 = 1;
 export const EV_FLOW_CLOSED: u32 = 2;
@@ -33,7 +34,7 @@ export function emit(type: u32, reason: u32, backend: u32, tsSec: u32): usize {
     return 0;
   }
   const r = eventsPtr + <usize>(head & (eventCap - 1)) * EVENT_SIZE;
-  memory.fill(r + 8, 0, EVENT_SIZE - 8);
+  for (let o: usize = 8; o < EVENT_SIZE; o += 8) store<u64>(r + o, 0);
   store<u8>(r, <u8>type);
   store<u8>(r + 1, <u8>reason);
   store<u16>(r + 2, <u16>backend);
@@ -54,6 +55,6 @@ export function emitFlow(type: u32, reason: u32, backend: u32, tsSec: u32, flow:
   store<u8>(r + 11, load<u8>(fFlags(flow)));
   store<u32>(r + 12, load<u32>(fPackets(flow)));
   store<u64>(r + 16, load<u64>(fBytes(flow)));
-  memory.copy(r + 24, fKey(flow), 40);
+  copy40(r + 24, fKey(flow));
   return r;
 }

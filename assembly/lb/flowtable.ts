@@ -20,6 +20,7 @@ import {
 } from '../counters';
 import { emitFlow, EV_FLOW_CLOSED, CR_EXPIRED, CR_EVICTED, CR_FLUSH } from '../events';
 import { backendPtr, B_ACTIVE } from './config';
+import { copy40 } from '../mem';
 
 export const BUCKET_SIZE: u32 = 256;
 
@@ -211,7 +212,7 @@ export function insertFlow(k: usize, h: u32, now: u32): usize {
   else if (candidateKind == 3) closeFlow(r, CR_EVICTED, now);
   candidate = 0;
   candidateKind = 0;
-  memory.copy(fKey(r), k, 40);
+  copy40(fKey(r), k);
   store<u32>(fSig(r), h | 1);
   store<u32>(fExpire(r), 0);
   store<u16>(fBackend(r), 0);

@@ -6,6 +6,7 @@
 import { fragsPtr, FRAG_BUCKETS, FRAG_SIZE, WAYS } from '../layout';
 import { count, C_FRAG_TABLE_FULL } from '../counters';
 import { toFrag } from './flowtable';
+import { copy40 } from '../mem';
 
 @inline function keyEq(e: usize, k: usize): bool {
   return load<u64>(e, 24) == load<u64>(k) && load<u64>(e, 32) == load<u64>(k, 8) &&
@@ -47,7 +48,7 @@ export function fragRecord(k: usize, h: u32, now: u32, backend: u32, dir: u32, v
   store<u8>(slot, <u8>dir, 10);
   store<u8>(slot, <u8>vip, 11);
   store<u32>(slot, flowHash, 12);
-  memory.copy(slot + 24, k, 40);
+  copy40(slot + 24, k);
 }
 
 /** Finds the decision for a later fragment, or 0. */

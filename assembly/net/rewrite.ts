@@ -8,6 +8,7 @@ import {
   IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_GRE, ET_IPV4, ET_IPV6, be16,
 } from './parse';
 import { lbMacHi, lbMacLo, storeMac } from '../lb/config';
+import { copy16 } from '../mem';
 
 /** Copies `len` (4|16) address bytes from src over dst; returns the checksum difference term. */
 export function replaceAddr(dst: usize, src: usize, len: u32): u64 {
@@ -139,8 +140,8 @@ export function writeEncap(
     store<u16>(o + 4, bswap<u16>(<u16>afterIp));
     store<u8>(o + 6, <u8>proto);
     store<u8>(o + 7, 64);
-    memory.copy(o + 8, src, 16);
-    memory.copy(o + 24, dst, 16);
+    copy16(o + 8, src);
+    copy16(o + 24, dst);
   }
   const t = o + ipLen;
   if (method == 3) {
