@@ -17,8 +17,13 @@ export interface ReplayOptions {
   /** Progress callback, called at most every `progressEvery` batches with (bytesRead, fileSize). */
   onProgress?: (done: number, total: number) => void;
   progressEvery?: number;
-  /** Flow-table buckets swept per batch for expired flows (deterministic: driven by packet time). */
-  sweepBuckets?: number;
+  /**
+   * Seconds of packet time in which the expiry sweep covers the whole flow table once (default
+   * 30). The sweep runs after a batch whenever packet time has advanced, in proportion to the
+   * seconds passed, so it is deterministic and its cost follows the trace's length, not its
+   * packet count. Lookups also reclaim stale flows lazily, whatever the sweep has reached.
+   */
+  sweepPeriod?: number;
 }
 
 const PROTO_NAMES: Record<number, string> = { 6: 'tcp', 17: 'udp', 1: 'icmp', 58: 'icmpv6' };
@@ -94,7 +99,9 @@ export async function replayFile(input: string, config: Config, opts: ReplayOpti
     // processed where they were read, behind their 16-byte record headers (no copy).
     inPlace: engine.ex.headroom_needed() <= 16,
   };
-  const sweep = opts.sweepBuckets ?? 64;
+  const buckets = engine.ex.flow_table_entries() / 4;
+  const perSecond = Math.max(1, Math.ceil(buckets / (opts.sweepPeriod ?? 30)));
+  let sweptTo = 0; // packet time (s) the sweep has been run up to
   const every = opts.progressEvery ?? 64;
   let clientPackets = 0;
   let clientBytes = 0;
@@ -123,7 +130,11 @@ export async function replayFile(input: string, config: Config, opts: ReplayOpti
       }
       const ts = u32[d32 + (n - 1) * 8 + 4];
       if (ts > lastTs) lastTs = ts;
-      engine.ex.expire(lastTs, sweep);
+      if (lastTs > sweptTo) {
+        const secs = sweptTo === 0 ? 1 : Math.min(lastTs - sweptTo, 3600);
+        engine.ex.expire(lastTs, Math.min(buckets, secs * perSecond));
+        sweptTo = lastTs;
+      }
       engine.drainEvents(onEvent);
       if (outputs && outputs.backlog > nOutputs) await outputs.settle();
       if (opts.onProgress && ++batches % every === 0) opts.onProgress(reader.position(), reader.size);
