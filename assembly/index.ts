@@ -78,3 +78,10 @@ export function csum(ptr: usize, len: u32): u32 { return <u32>bswap<u16>(<u16>fi
 // Baselines for benchmarks (bench/): see assembly/baseline.ts.
 export function null_pass(n: u32): u32 { return nullPass(n); }
 export function hash_keys(ptr: usize, n: u32): u32 { return hashKeys(ptr, n); }
+
+// RTSP tokenizer (assembly/session/rtsp.ts)
+import { rtspParse, rtspParseMany, rtspParseAddr, RESULT_SIZE as RTSP_RESULT_SIZE } from './session/rtsp';
+export function rtsp_result_size(): u32 { return RTSP_RESULT_SIZE; }
+export function rtsp_parse(msgPtr: usize, len: u32, outPtr: usize): i32 { return rtspParse(msgPtr, len, outPtr); }
+export function rtsp_parse_many(ptr: usize, count: u32, stride: u32, outPtr: usize): i32 { return rtspParseMany(ptr, count, stride, outPtr); }
+export function rtsp_parse_addr(ptr: usize, len: u32, outPtr: usize): u32 { return rtspParseAddr(ptr, len, outPtr); }
