@@ -6,6 +6,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } 
 import { cpus, totalmem, release } from 'node:os';
 import { join, resolve } from 'node:path';
 import { natForwarding, wasmVsTs, memoryPerFlow, type Row } from './engine.js';
+import { rtspTokenizerBench } from './rtsp.js';
 
 const root = resolve(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '..');
 const argv = process.argv.slice(2);
@@ -109,6 +110,10 @@ async function main() {
   log('WASM vs TypeScript');
   const wt: Row[] = await wasmVsTs();
   table('WASM vs plain TypeScript (bench/ts-impl.ts), same inputs', ['what', 'figure', 'note'], wt.map((r) => [r.name, r.value, r.note ?? '']));
+
+  log('RTSP tokenizer');
+  const rt = await rtspTokenizerBench();
+  table('RTSP tokenizer: WASM vs plain TypeScript (test/ref/rtsp.ts), same messages', ['what', 'figure', 'note'], rt.map((r) => [r.name, r.value, r.note ?? '']));
 
   // 4. Memory per flow.
   const mpf = memoryPerFlow();

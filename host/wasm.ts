@@ -48,6 +48,10 @@ export interface EngineExports {
   csum(ptr: number, len: number): number;
   null_pass(n: number): number;
   hash_keys(ptr: number, n: number): number;
+  rtsp_parse(msgPtr: number, len: number, outPtr: number): number;
+  rtsp_parse_many(ptr: number, count: number, stride: number, outPtr: number): number;
+  rtsp_parse_addr(ptr: number, len: number, outPtr: number): number;
+  rtsp_result_size(): number;
 }
 
 const here = dirname(fileURLToPath(import.meta.url));
