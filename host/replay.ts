@@ -13,6 +13,8 @@ import { buildReport, type Report } from './report/report.js';
 export interface ReplayOptions {
   outDir?: string | null; // null: count only, write no pcaps
   flowsCsv?: string | null;
+  /** Keep every flow's record in the result (`flows`), as the CSV would list them. */
+  collectFlows?: boolean;
   engine?: EngineOptions;
   /** Progress callback, called at most every `progressEvery` batches with (bytesRead, fileSize). */
   onProgress?: (done: number, total: number) => void;
@@ -54,10 +56,26 @@ class CsvSink {
   }
 }
 
+/** One flow as `--flows` lists it. `session` is the RTSP Session id it belongs to, or ''. */
+export interface FlowRecord {
+  proto: string;
+  clientIp: string;
+  clientPort: number;
+  vip: string;
+  vipPort: number;
+  backend: string;
+  packets: number;
+  bytes: number;
+  session: string;
+}
+
+export const FLOWS_CSV_HEADER = 'proto,client_ip,client_port,vip,vip_port,backend,packets,bytes,session';
+
 export interface ReplayResult {
   report: Report;
   engine: Engine;
   capture: CaptureStats;
+  flows: FlowRecord[] | null; // with collectFlows
 }
 
 /** Bytes of the host io region used for reading capture chunks; the rest stages outputs. */
@@ -84,13 +102,21 @@ export async function replayFile(input: string, config: Config, opts: ReplayOpti
     outputs = new OutputSet(mem, dv, engine.ioPtr + READ_BYTES, staging, paths, { nanos: reader.stats.nanos });
   }
   const clientOut = nOutputs - 1;
-  const csv = opts.flowsCsv ? new CsvSink(opts.flowsCsv, 'proto,client_ip,client_port,vip,vip_port,backend,packets,bytes') : null;
+  const csv = opts.flowsCsv ? new CsvSink(opts.flowsCsv, FLOWS_CSV_HEADER) : null;
+  const flows: FlowRecord[] | null = opts.collectFlows ? [] : null;
   const ids = engine.backends.map((b) => b.id);
   const onEvent = (p: number) => {
-    if (!csv || mem[p] !== EVENT.FLOW_CLOSED) return;
+    if ((!csv && !flows) || mem[p] !== EVENT.FLOW_CLOSED) return;
     const e = engine.decodeFlowEvent(p);
-    csv.push(`${PROTO_NAMES[e.proto] ?? e.proto},${e.clientIp},${e.clientPort},${e.vip},${e.vipPort},${ids[e.backend]},${e.packets},${e.bytes}\n`);
-    csv.rows++;
+    const f: FlowRecord = {
+      proto: PROTO_NAMES[e.proto] ?? String(e.proto), clientIp: e.clientIp, clientPort: e.clientPort, vip: e.vip,
+      vipPort: e.vipPort, backend: ids[e.backend], packets: e.packets, bytes: e.bytes, session: '',
+    };
+    flows?.push(f);
+    if (csv) {
+      csv.push(`${f.proto},${f.clientIp},${f.clientPort},${f.vip},${f.vipPort},${f.backend},${f.packets},${f.bytes},${f.session}\n`);
+      csv.rows++;
+    }
   };
   const target: BatchTarget = {
     mem, dv, descPtr, maxPackets: engine.batchSize, arenaPtr: engine.arenaPtr, arenaEnd: engine.arenaEnd,
@@ -152,5 +178,5 @@ export async function replayFile(input: string, config: Config, opts: ReplayOpti
     input, engine, capture: reader.stats, clientPackets, clientBytes, elapsed,
     engineSeconds: Number(engineNs) / 1e9, flowRows: csv ? csv.rows : null,
   });
-  return { report, engine, capture: reader.stats };
+  return { report, engine, capture: reader.stats, flows };
 }

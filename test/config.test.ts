@@ -33,7 +33,10 @@ describe('config', () => {
     expect(v.ringSize).toBe(65537);
     expect(v.protocols).toEqual(['tcp', 'udp']);
     expect(v.tunnel).toEqual({ source: '10.0.0.100', source6: null, guePort: 6080 });
-    expect(v.backends[0]).toEqual({ id: 'b1', address: '10.0.1.1', family: 4, mac: '02:00:0a:00:01:01', weight: 1, state: 'active' });
+    expect(v.policy).toBe('flow');
+    expect(v.rtspPorts).toEqual([554]);
+    expect(v.maxSessions).toBe(0);
+    expect(v.backends[0]).toEqual({ id: 'b1', address: '10.0.1.1', family: 4, mac: '02:00:0a:00:01:01', weight: 1, state: 'active', maxSessions: 0 });
   });
 
   const cases: [string, (c: any) => void, string, RegExp][] = [
@@ -56,6 +59,8 @@ describe('config', () => {
     ['NAT across families', (c) => (c.vips[0].backends[0].address = 'fd00::1'), 'vips[0].backends[0].address', /address family/],
     ['tunnel source family', (c) => (c.vips[0].tunnel = { source: 'fd00::1' }), 'vips[0].tunnel.source', /IPv4/],
     ['IPv6 backend of an IPv4 tunnel VIP needs source6', (c) => { c.vips[0].method = 'gue'; c.vips[0].backends[0].address = 'fd00::1'; }, 'vips[0].tunnel.source6', /required/],
+    ['policy', (c) => (c.vips[0].policy = 'sticky'), 'vips[0].policy', /"flow", "client", "session"/],
+    ['rtsp ports', (c) => (c.vips[0].rtspPorts = [554, 0]), 'vips[0].rtspPorts[1]', /1 to 65535/],
     ['timeout', (c) => (c.timeouts = { udp: 0 }), 'timeouts.udp', /integer from 1/],
     ['unknown timeout', (c) => (c.timeouts = { tcp: 5 }), 'timeouts.tcp', /unknown field/],
     ['hash key', (c) => (c.hashKey = 'xyz'), 'hashKey', /32 hexadecimal/],
@@ -123,7 +128,7 @@ describe('sessionlb replay (CLI)', () => {
     expect(report.input.packets).toBe(20000);
     expect(sumB + report.client.packets + report.passed + sumD).toBe(report.input.packets);
     const rows = readFileSync(csv, 'utf8').trim().split('\n');
-    expect(rows[0]).toBe('proto,client_ip,client_port,vip,vip_port,backend,packets,bytes');
+    expect(rows[0]).toBe('proto,client_ip,client_port,vip,vip_port,backend,packets,bytes,session');
     expect(rows.length - 1).toBe(report.flows.created);
     expect(report.flows.rows).toBe(report.flows.created);
     // The CSV's packets add up to every packet of every flow (forwarded and replies).

@@ -130,7 +130,7 @@ interface FlowRow {
 }
 function readFlowsCsv(path: string): FlowRow[] {
   const [header, ...lines] = readFileSync(path, 'utf8').trim().split('\n');
-  expect(header).toBe('proto,client_ip,client_port,vip,vip_port,backend,packets,bytes');
+  expect(header).toBe('proto,client_ip,client_port,vip,vip_port,backend,packets,bytes,session');
   return lines.map((l) => {
     const [proto, client, clientPort, , , backend, packets] = l.split(',');
     return { proto, client: norm(client), clientPort: Number(clientPort), backend, packets: Number(packets) };

@@ -20,7 +20,8 @@ options:
   --config FILE   JSON configuration (VIPs, backends, method, scheduler)      required
   --out DIR       output folder (created if missing)                        required
   --flows FILE    also write one CSV row per flow:
-                  proto,client_ip,client_port,vip,vip_port,backend,packets,bytes
+                  proto,client_ip,client_port,vip,vip_port,backend,packets,bytes,session
+                  (session: the RTSP Session id the flow belongs to, empty when none)
   --json          print report.json on stdout instead of the summary on stderr
   --quiet         no summary, no progress bar
   --help          this text

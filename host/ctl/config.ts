@@ -7,6 +7,8 @@ import { DEFAULT_RING_SIZE, isPrime } from './maglev.js';
 export const METHODS = ['nat', 'dr', 'ipip', 'gre', 'gue'] as const;
 export const SCHEDULERS = ['maglev', 'rr', 'wrr', 'lc', 'wlc', 'sh', 'p2c'] as const;
 export const BACKEND_STATES = ['active', 'draining', 'down'] as const;
+export const POLICIES = ['flow', 'client', 'session'] as const;
+export type Policy = (typeof POLICIES)[number];
 export type Method = (typeof METHODS)[number];
 export type Scheduler = (typeof SCHEDULERS)[number];
 export type BackendState = (typeof BACKEND_STATES)[number];
@@ -18,6 +20,7 @@ export interface BackendConfig {
   mac: string;
   weight: number;
   state: BackendState;
+  maxSessions: number; // 0 = no limit
 }
 
 export interface VipConfig {
@@ -28,6 +31,11 @@ export interface VipConfig {
   method: Method;
   scheduler: Scheduler;
   ringSize: number;
+  /** flow: the scheduler on the 5-tuple; client: source-address hashing (client persistence);
+   * session: RTSP inspection keeps every flow of a session on its control connection's backend. */
+  policy: Policy;
+  rtspPorts: number[];
+  maxSessions: number; // concurrent sessions on this VIP, 0 = no limit
   tunnel: { source: string | null; source6: string | null; guePort: number };
   backends: BackendConfig[];
 }
@@ -207,7 +215,7 @@ export function parseConfig(raw: unknown): Config {
   const vips = raw.vips.map((rv, i): VipConfig => {
     const p = `vips[${i}].`;
     if (!isObj(rv)) throw new ConfigError(`vips[${i}]`, 'must be an object');
-    only(rv, `vips[${i}]`, ['address', 'ports', 'protocols', 'method', 'scheduler', 'ringSize', 'tunnel', 'backends']);
+    only(rv, `vips[${i}]`, ['address', 'ports', 'protocols', 'method', 'scheduler', 'ringSize', 'policy', 'rtspPorts', 'maxSessions', 'tunnel', 'backends']);
     const va = address(rv, 'address', p);
     const norm = Buffer.from(addressBytes(va.address)).toString('hex');
     if (seenVip.has(norm)) throw new ConfigError(`${p}address`, `${va.address} is configured twice`);
@@ -233,6 +241,20 @@ export function parseConfig(raw: unknown): Config {
     const method = oneOf(rv, 'method', p, METHODS, 'nat');
     const scheduler = oneOf(rv, 'scheduler', p, SCHEDULERS, 'maglev');
     const ringSize = int(rv, 'ringSize', p, DEFAULT_RING_SIZE, 2, 5_000_011);
+    const policy = oneOf(rv, 'policy', p, POLICIES, 'flow');
+    let rtspPorts = [554];
+    if (rv.rtspPorts !== undefined) {
+      if (!Array.isArray(rv.rtspPorts) || rv.rtspPorts.length === 0 || rv.rtspPorts.length > 4) {
+        throw new ConfigError(`${p}rtspPorts`, 'must be an array of 1 to 4 ports (default [554])');
+      }
+      rtspPorts = rv.rtspPorts.map((x, k) => {
+        if (typeof x !== 'number' || !Number.isInteger(x) || x < 1 || x > 65535) {
+          throw new ConfigError(`${p}rtspPorts[${k}]`, `must be a port from 1 to 65535 (got ${JSON.stringify(x)})`);
+        }
+        return x;
+      });
+    }
+    const maxSessions = int(rv, 'maxSessions', p, 0, 0, 1 << 30);
     if (!isPrime(ringSize)) throw new ConfigError(`${p}ringSize`, `must be a prime number (${ringSize} is not; 65537 is the default)`);
     const tunnel = { source: null as string | null, source6: null as string | null, guePort: DEFAULT_GUE_PORT };
     if (rv.tunnel !== undefined) {
@@ -255,7 +277,7 @@ export function parseConfig(raw: unknown): Config {
     const backends = rv.backends.map((rb, j): BackendConfig => {
       const bp = `${p}backends[${j}].`;
       if (!isObj(rb)) throw new ConfigError(`${p}backends[${j}]`, 'must be an object');
-      only(rb, `${p}backends[${j}]`, ['id', 'address', 'mac', 'weight', 'state']);
+      only(rb, `${p}backends[${j}]`, ['id', 'address', 'mac', 'weight', 'state', 'maxSessions']);
       const id = str(rb, 'id', bp);
       if (!ID_RE.test(id) || RESERVED_IDS.has(id)) {
         throw new ConfigError(`${bp}id`, `"${id}" must be 1-64 letters, digits, '.', '_' or '-' (it names the output file), and not "client", "report" or "flows"`);
@@ -279,12 +301,13 @@ export function parseConfig(raw: unknown): Config {
         mac: mac(rb, 'mac', bp, defaultMac(ba.address)),
         weight: int(rb, 'weight', bp, 1, 0, 65535),
         state: oneOf(rb, 'state', bp, BACKEND_STATES, 'active'),
+        maxSessions: int(rb, 'maxSessions', bp, 0, 0, 1 << 30),
       };
     });
     if (ringSize < backends.length) throw new ConfigError(`${p}ringSize`, `must be at least the number of backends (${backends.length})`);
     if (!tunnel.source && va.family === 4) tunnel.source = va.address;
     if (!tunnel.source6 && va.family === 6) tunnel.source6 = va.address;
-    return { address: va.address, family: va.family, ports, protocols, method, scheduler, ringSize, tunnel, backends };
+    return { address: va.address, family: va.family, ports, protocols, method, scheduler, ringSize, policy, rtspPorts, maxSessions, tunnel, backends };
   });
   return { mac: lbMac, gatewayMac: gwMac, flowCapacity, hashKey, timeouts, vips };
 }
