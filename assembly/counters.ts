@@ -29,6 +29,20 @@ export const C_STATELESS: u32 = 22;
 export const C_REPLY_FROM_BACKEND: u32 = 23;
 export const C_L2_CONVERTED: u32 = 24;
 export const C_FLOW_HITS: u32 = 25;
+export const C_SESSIONS_STARTED: u32 = 26;
+export const C_SESSIONS_COMPLETED: u32 = 27;
+export const C_SESSIONS_TIMED_OUT: u32 = 28;
+export const C_SESSIONS_CONTROL_LOST: u32 = 29;
+export const C_SESSIONS_REFUSED: u32 = 30;
+export const C_SESSION_TABLE_FULL: u32 = 31;
+export const C_EXPECTATIONS_CREATED: u32 = 32;
+export const C_EXPECTATIONS_MATCHED: u32 = 33;
+export const C_EXPECTATIONS_UNUSED: u32 = 34;
+export const C_EXPECTATIONS_EXISTING: u32 = 35;
+export const C_RTSP_MESSAGES: u32 = 36;
+export const C_RTSP_ERRORS: u32 = 37;
+export const C_RTSP_PARTIAL: u32 = 38;
+export const C_RTSP_INTERLEAVED: u32 = 39;
 
 // Drop reasons.
 export const D_TRUNCATED: u32 = 1;
@@ -39,6 +53,7 @@ export const D_NO_BACKEND: u32 = 5;
 export const D_FRAG_ORPHAN: u32 = 6;
 export const D_TOO_BIG: u32 = 7;
 export const D_BAD_L4: u32 = 8;
+export const D_ADMISSION: u32 = 9; // session-level admission control refused a new session
 
 // Pass reasons (the host decides what to do with these).
 export const P_NOT_IP: u32 = 1;

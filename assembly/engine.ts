@@ -10,7 +10,7 @@ import {
   C_RX_PACKETS, C_RX_BYTES, C_TX_BACKEND, C_TX_CLIENT, C_PASSED, C_DROPPED, C_FLOWS_CREATED,
   C_FLOW_TABLE_FULL, C_FLOWS_RESTEERED, C_FLOWS_MIDSTREAM, C_FLOWS_REUSED, C_FRAG_TRACKED,
   C_FRAG_FOLLOWED, C_ICMP_FOLLOWED, C_ENCAPSULATED, C_NAT_REWRITES, C_BATCHES, C_STATELESS,
-  C_REPLY_FROM_BACKEND, C_L2_CONVERTED, C_FLOW_HITS,
+  C_REPLY_FROM_BACKEND, C_L2_CONVERTED, C_FLOW_HITS, C_SESSIONS_REFUSED, C_EXPECTATIONS_MATCHED, D_ADMISSION,
   D_TRUNCATED, D_LINKTYPE, D_BAD_IP, D_NO_SERVICE, D_NO_BACKEND, D_FRAG_ORPHAN, D_TOO_BIG, D_BAD_L4,
   P_NOT_IP, P_NOT_VIP, P_ICMP_TO_VIP, P_ICMP_NO_FLOW,
 } from './counters';
@@ -23,7 +23,7 @@ import { natRewrite, emitL2, encapLength, writeEncap, replaceAddr } from './net/
 import { adjust, adjustUdp, delta } from './net/csum';
 import { flowHash } from './lb/flowhash';
 import {
-  lookupFlow, insertFlow, closeFlow, timeoutFor, touchBuckets, fExpire, fBackend, fState, fFlags, fPackets, fBytes, flowIndex,
+  lookupFlow, insertFlow, closeFlow, timeoutFor, touchBuckets, flowSession, addFlowBytes, FL_EXPECTED, fExpire, fBackend, fState, fFlags, fPackets, fBytes, flowIndex,
   TS_NONE, TS_SYN, TS_ESTABLISHED, TS_FIN, TS_CLOSE, FL_FROM_REPLY,
 } from './lb/flowtable';
 import { fragRecord, fragLookup } from './lb/frag';
@@ -32,10 +32,13 @@ import {
   findVip, nextBackendSlot, slotBackend, vipPtr, backendPtr, bstatPtr, bump, vipHasPort, gwMacHi, gwMacLo,
   V_ADDR, V_TSRC4, V_TSRC6, V_METHOD, V_SCHED, V_PROTOS, V_GUE_PORT, B_ADDR, B_MAC, B_STATE, B_VIP,
   B_ACTIVE, B_FAMILY, BS_PACKETS, BS_BYTES, BS_FLOWS, BS_REPLY_PACKETS, BS_REPLY_BYTES, BS_RESTEERED_IN,
-  M_NAT, M_DR, S_SH, ST_DOWN, PROTO_TCP_BIT, PROTO_UDP_BIT,
+  M_NAT, M_DR, S_SH, ST_DOWN, ST_ACTIVE, PROTO_TCP_BIT, PROTO_UDP_BIT, V_POLICY, V_MAX_SESSIONS, V_FIRST, V_COUNT,
+  B_MAX_SESSIONS, B_SESSIONS, B_WEIGHT, P_SESSION, P_CLIENT, isRtspPort,
 } from './lb/config';
 import { emitFlow, EV_FLOW_CREATED, EV_FLOW_RESTEERED, CR_REUSED } from './events';
 import { copy16 } from './mem';
+import { inspectControl } from './session/inspect';
+import { touchSession, hasCapacity } from './session/table';
 
 export const VERDICT_DROP: u8 = 0;
 export const VERDICT_BACKEND: u8 = 1;
@@ -196,6 +199,10 @@ function processOne(d: usize, preHash: u32): void {
   } else if (proto == IPPROTO_UDP) {
     if (pL4 + 8 > caplen) return drop(d, D_TRUNCATED);
     bit = PROTO_UDP_BIT;
+  } else {
+    // Only TCP and UDP are balanced (ICMP is handled above).
+    if (dir == DIR_FWD) return drop(d, D_NO_SERVICE);
+    return pass(d, P_NOT_VIP);
   }
   const sport = load<u16>(data + pL4), dport = load<u16>(data + pL4 + 2);
   const vport = dir == DIR_FWD ? dport : sport;
@@ -225,10 +232,9 @@ function processOne(d: usize, preHash: u32): void {
     vip = <i32>load<u16>(backendPtr(<u32>first) + B_VIP);
   }
   const v = vipPtr(<u32>vip);
-  if (!(<u32>load<u8>(v + V_PROTOS) & bit) || !vipHasPort(<u32>vip, <u32>bswap<u16>(vport))) {
-    if (dir == DIR_FWD) return drop(d, D_NO_SERVICE);
-    return pass(d, P_NOT_VIP);
-  }
+  // Not a configured port or protocol: only a flow the table already holds (an expectation made
+  // from a SETUP reply) may pass; that is the firewall traversal of session awareness.
+  const served = (<u32>load<u8>(v + V_PROTOS) & bit) != 0 && vipHasPort(<u32>vip, <u32>bswap<u16>(vport));
 
   // The flow key always names the client first (docs/abi.md "Flow key").
   if (dir == DIR_FWD) {
@@ -245,6 +251,12 @@ function processOne(d: usize, preHash: u32): void {
   const tcpFlags: u32 = proto == IPPROTO_TCP ? <u32>load<u8>(data + pL4 + 13) : 0;
 
   let e = lookupFlow(k, h, now);
+  if (!served && !e) {
+    if (dir == DIR_FWD) return drop(d, D_NO_SERVICE);
+    return pass(d, P_NOT_VIP);
+  }
+  const policy = <u32>load<u8>(v + V_POLICY);
+  const control = policy == P_SESSION && proto == IPPROTO_TCP && isRtspPort(v, vport);
   if (e && proto == IPPROTO_TCP && dir == DIR_FWD && (tcpFlags & (TCP_SYN | TCP_ACK)) == TCP_SYN) {
     // A new connection reusing the ports of one that is closing: start over (IPVS conn_reuse_mode).
     const st = <u32>load<u8>(fState(e));
@@ -259,9 +271,27 @@ function processOne(d: usize, preHash: u32): void {
     count(C_FLOW_HITS);
     j = liveBackend(e, <u32>vip, h, k, now);
     if (j < 0) return drop(d, D_NO_BACKEND);
+    if (<u32>load<u8>(fFlags(e)) & FL_EXPECTED) {
+      // The first packet of an expected media flow: from now on a flow of the session's backend.
+      store<u8>(fFlags(e), dir == DIR_FWD ? 0 : <u8>FL_FROM_REPLY);
+      const bp = backendPtr(<u32>j) + B_ACTIVE;
+      store<u32>(bp, load<u32>(bp) + 1);
+      bump(bstatPtr(<u32>j) + BS_FLOWS, 1);
+      count(C_FLOWS_CREATED);
+      count(C_EXPECTATIONS_MATCHED);
+      emitFlow(EV_FLOW_CREATED, 0, <u32>j, now, e);
+    }
   } else {
     j = dir == DIR_BACKEND ? fromBackend : pick(<u32>vip, h, k);
     if (j < 0) return drop(d, D_NO_BACKEND);
+    if (control && dir == DIR_FWD) {
+      // A new RTSP control connection may start a session: session-level admission control.
+      j = admit(<u32>vip, <u32>j);
+      if (j < 0) {
+        count(C_SESSIONS_REFUSED);
+        return drop(d, D_ADMISSION);
+      }
+    }
     e = insertFlow(k, h, now);
     if (e) {
       let st = TS_NONE;
@@ -286,9 +316,11 @@ function processOne(d: usize, preHash: u32): void {
     }
   }
   if (e) {
-    const pp = fPackets(e), bp = fBytes(e);
+    const pp = fPackets(e);
     store<u32>(pp, load<u32>(pp) + 1);
-    store<u64>(bp, load<u64>(bp) + wirelen);
+    addFlowBytes(e, wirelen);
+    const sref = flowSession(e);
+    if (sref) touchSession(sref - 1, now); // media and control traffic keep a session alive
     let st = <u32>load<u8>(fState(e));
     if (proto == IPPROTO_TCP) {
       if (tcpFlags & TCP_RST) st = TS_CLOSE;
@@ -299,6 +331,13 @@ function processOne(d: usize, preHash: u32): void {
     }
     store<u32>(fExpire(e), now + timeoutFor(proto, st));
     store<u32>(d, flowIndex(e) + 1, 28);
+    if (control) {
+      // RTSP on the control connection: the TCP payload, without Ethernet padding.
+      const start = pL4 + ((<u32>load<u8>(data + pL4 + 12) >> 4) << 2);
+      let end = pL3 + pL3Len;
+      if (end > caplen) end = caplen;
+      if (end > start) inspectControl(data + start, end - start, dir == DIR_FWD, e, k, <u32>vip, <u32>j, now);
+    }
   }
   if (pFragment) {
     const fk = fragKey();
@@ -326,10 +365,37 @@ function liveBackend(e: usize, vip: u32, h: u32, k: usize, now: u32): i32 {
   return nj;
 }
 
-/** Scheduler call; computes the client-address hash only for source hashing. */
+/**
+ * Session-level admission for a new control connection to backend j of VIP vip: j if the global,
+ * VIP and backend session limits allow it, else the usable backend of the VIP with the fewest
+ * sessions that has room, else -1 (refused).
+ */
+function admit(vip: u32, j: u32): i32 {
+  const v = vipPtr(vip);
+  const vmax = load<u32>(v + V_MAX_SESSIONS);
+  if (hasCapacity(vip, j, vmax, load<u32>(backendPtr(j) + B_MAX_SESSIONS))) return <i32>j;
+  const first = <u32>load<u16>(v + V_FIRST), n = <u32>load<u16>(v + V_COUNT);
+  let best: i32 = -1;
+  let bestLoad: u32 = 0xffffffff;
+  for (let i: u32 = 0; i < n; i++) {
+    const c = first + i;
+    const b = backendPtr(c);
+    if (<u32>load<u8>(b + B_STATE) != ST_ACTIVE || load<u32>(b + B_WEIGHT) == 0) continue;
+    if (!hasCapacity(vip, c, vmax, load<u32>(b + B_MAX_SESSIONS))) continue;
+    const l = load<u32>(b + B_SESSIONS);
+    if (l < bestLoad) {
+      best = <i32>c;
+      bestLoad = l;
+    }
+  }
+  return best;
+}
+
+/** Scheduler call; computes the client-address hash only for source hashing (and policy client). */
 function pick(vip: u32, h: u32, k: usize): i32 {
   let sh: u32 = 0;
-  if (<u32>load<u8>(vipPtr(vip) + V_SCHED) == S_SH) {
+  const vp = vipPtr(vip);
+  if (<u32>load<u8>(vp + V_SCHED) == S_SH || <u32>load<u8>(vp + V_POLICY) == P_CLIENT) {
     const k2 = key2Ptr;
     copy16(k2, k);
     store<u64>(k2, 0, 16);

@@ -10,15 +10,19 @@ export const EV_FLOW_CREATED: u32 = 1;
 export const EV_FLOW_CLOSED: u32 = 2;
 export const EV_FLOW_RESTEERED: u32 = 3;
 export const EV_BACKEND_STATE: u32 = 4;
+export const EV_SESSION_STARTED: u32 = 5;
+export const EV_SESSION_ENDED: u32 = 6;
 
 // Close reasons (EV_FLOW_CLOSED).
 export const CR_EXPIRED: u32 = 1;
 export const CR_EVICTED: u32 = 2;
 export const CR_REUSED: u32 = 3;
 export const CR_FLUSH: u32 = 4;
+export const CR_UNUSED: u32 = 5; // an expectation no packet ever matched
 
 /** Bit (1 << type) set = that event type is recorded. Default: closed and re-steered flows. */
-export let eventMask: u32 = (1 << EV_FLOW_CLOSED) | (1 << EV_FLOW_RESTEERED) | (1 << EV_BACKEND_STATE);
+export let eventMask: u32 = (1 << EV_FLOW_CLOSED) | (1 << EV_FLOW_RESTEERED) | (1 << EV_BACKEND_STATE) |
+  (1 << EV_SESSION_STARTED) | (1 << EV_SESSION_ENDED);
 
 export function setEventMask(m: u32): void {
   eventMask = m;
@@ -54,7 +58,7 @@ export function emitFlow(type: u32, reason: u32, backend: u32, tsSec: u32, flow:
   store<u8>(r + 10, load<u8>(fState(flow)));
   store<u8>(r + 11, load<u8>(fFlags(flow)));
   store<u32>(r + 12, load<u32>(fPackets(flow)));
-  store<u64>(r + 16, load<u64>(fBytes(flow)));
+  store<u64>(r + 16, load<u64>(fBytes(flow))); // low 40 bits bytes, high 24 bits session index + 1
   copy40(r + 24, fKey(flow));
   return r;
 }

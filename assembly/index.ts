@@ -3,13 +3,15 @@
 import {
   ABI_VERSION, BATCH, HEADROOM, SCRATCH_SIZE, layout, descPtr, arenaPtr, arenaSize, scratchPtr, ioPtr,
   ioSize, countersPtr, dropsPtr, passesPtr, bstatsPtr, eventsPtr, eventCap, eventHeadPtr, ringPtr,
-  initialized, flowsPtr, flowBucketMask, WAYS,
+  initialized, flowsPtr, flowBucketMask, WAYS, sessionsPtr, sessionMask,
 } from './layout';
 import { processBatch } from './engine';
 import {
   configGlobal, configVip, configVipPorts, configBackend, configCommit, setBackendState, backendCount, neededHeadroom,
+  configVipSessions, configBackendSessions,
 } from './lb/config';
-import { setTimeouts, expireFlows, flushFlows, flowLive } from './lb/flowtable';
+import { setTimeouts, expireFlows, flushFlows, flowLive, setSetupTimeout } from './lb/flowtable';
+import { setSessionLimits, expireSessions, flushSessions, sessionLive } from './session/table';
 import { setHashKey, flowHash, flowHashSym } from './lb/flowhash';
 import { sumBytes, finish } from './net/csum';
 import { setEventMask, emit, EV_BACKEND_STATE } from './events';
@@ -64,11 +66,25 @@ export function set_backend_state(j: u32, state: u32, nowS: u32): void {
   emit(EV_BACKEND_STATE, state, j, nowS);
 }
 
+export function config_vip_sessions(i: u32, policy: u32, maxSessions: u32): u32 { return configVipSessions(i, policy, maxSessions); }
+export function config_backend_sessions(j: u32, maxSessions: u32): void { configBackendSessions(j, maxSessions); }
+export function config_sessions(globalMax: u32, graceS: u32, setupS: u32): void {
+  setSessionLimits(globalMax, graceS);
+  setSetupTimeout(setupS);
+}
+export function session_table_ptr(): usize { return sessionsPtr; }
+export function session_capacity(): u32 { return sessionMask + 1; }
+export function session_count(): u32 { return sessionLive; }
+export function flush_sessions(nowS: u32): void { flushSessions(nowS); }
+
 export function process(n: u32): u32 {
   if (!initialized) return 0;
   return processBatch(n);
 }
-export function expire(nowS: u32, buckets: u32): u32 { return expireFlows(nowS, buckets); }
+export function expire(nowS: u32, buckets: u32): u32 {
+  expireSessions(nowS, buckets);
+  return expireFlows(nowS, buckets);
+}
 export function flush_flows(max: u32, nowS: u32): u32 { return flushFlows(max, nowS); }
 export function flow_count(): u32 { return flowLive; }
 export function flow_hash(keyPtr: usize): u32 { return flowHash(keyPtr); }

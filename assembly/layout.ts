@@ -26,6 +26,8 @@ export const EVENT_SIZE: u32 = 64;
 export const FRAG_SIZE: u32 = 64;
 export const FRAG_BUCKETS: u32 = 1024; // x WAYS entries
 export const BADDR_SLOTS_PER_BACKEND: u32 = 2; // backend address index load factor <= 0.5
+export const SESSION_SIZE: u32 = 64;
+export const RTSP_RESULT_BYTES: u32 = 1024;
 
 export let descPtr: usize = 0;
 export let arenaPtr: usize = 0;
@@ -52,6 +54,9 @@ export let eventsPtr: usize = 0;
 export let eventCap: u32 = 0;
 export let eventHeadPtr: usize = 0; // u32 head (engine), u32 tail (host)
 export let fragsPtr: usize = 0;
+export let sessionsPtr: usize = 0;
+export let sessionMask: u32 = 0; // session records - 1 (a power of two: flow capacity / 16, at least 1024)
+export let rtspResultPtr: usize = 0; // the tokenizer's result record for the current segment
 export let keyPtr: usize = 0; // 64-byte work area for the current packet's flow key
 export let key2Ptr: usize = 0; // second key (source hash, frag key)
 export let hashesPtr: usize = 0; // u32[BATCH]: pass-1 flow hashes of the current batch
@@ -116,6 +121,9 @@ export function layout(
   baddrPtr = carve(<usize>baddrSlots * 4, 64);
   ringPtr = carve(<usize>rings * 2, 64);
   fragsPtr = carve(<usize>FRAG_BUCKETS * WAYS * FRAG_SIZE, 64);
+  const sessions = pow2ceil(max<u32>(1024, flowCapacity >> 4));
+  sessionsPtr = carve(<usize>sessions * SESSION_SIZE, 64);
+  rtspResultPtr = carve(RTSP_RESULT_BYTES, 64);
   eventsPtr = carve(<usize>events * EVENT_SIZE, 64);
   flowsPtr = carve(<usize>buckets * WAYS * FLOW_SIZE, 256); // flow refs use the low 8 bits
   arenaPtr = carve(arenaBytes, 64);
@@ -132,6 +140,7 @@ export function layout(
   baddrMask = baddrSlots - 1;
   ringEntries = rings;
   flowBucketMask = buckets - 1;
+  sessionMask = sessions - 1;
   prefetchPass = <usize>buckets * WAYS * FLOW_SIZE > PREFETCH_TABLE_BYTES;
   eventCap = events;
   arenaSize = arenaBytes;

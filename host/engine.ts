@@ -2,7 +2,7 @@
 // rings, timeouts), exposes the batch regions, and reads counters, per-backend stats and events.
 // It does no per-packet work itself; see replay.ts for the batch loop.
 import { instantiate, loadModule, type EngineExports } from './wasm.js';
-import { addressBytes, formatAddress, type BackendState, type Config, METHODS, SCHEDULERS, BACKEND_STATES } from './ctl/config.js';
+import { addressBytes, formatAddress, type BackendState, type Config, METHODS, SCHEDULERS, BACKEND_STATES, POLICIES } from './ctl/config.js';
 import { buildRing } from './ctl/maglev.js';
 import { COUNTER_NAMES, DROP_NAMES, PASS_NAMES } from './ctl/counters.js';
 
@@ -35,6 +35,7 @@ export interface FlowEvent {
   flags: number;
   packets: number;
   bytes: number;
+  session: number; // session index + 1, 0 = none
   clientIp: string;
   vip: string;
   clientPort: number;
@@ -91,6 +92,7 @@ export class Engine {
     ex.config_global(...macParts(config.mac), ...macParts(config.gatewayMac));
     const t = config.timeouts;
     ex.config_timeouts(t.tcpSyn, t.tcpEstablished, t.tcpFin, t.tcpClose, t.udp, t.icmp, t.frag);
+    ex.config_sessions(config.maxSessions, t.sessionGrace, t.expectation);
     ex.config_hash_key(BigInt.asUintN(64, BigInt('0x' + config.hashKey.slice(0, 16))), BigInt.asUintN(64, BigInt('0x' + config.hashKey.slice(16))));
     const scratch = ex.scratch_ptr();
     let next = 0;
@@ -109,11 +111,15 @@ export class Engine {
         for (const p of v.ports) this.mem[scratch + (p >> 3)] |= 1 << (p & 7);
         ex.config_vip_ports(i, 0);
       } else ex.config_vip_ports(i, 1);
+      this.mem.fill(0, scratch, scratch + 8);
+      v.rtspPorts.slice(0, 4).forEach((port, k) => this.dv.setUint16(scratch + 2 * k, port, true));
+      ex.config_vip_sessions(i, POLICIES.indexOf(v.policy), v.maxSessions);
       this.ringOffsets.push(ringOff);
       v.backends.forEach((b) => {
         this.mem.set(addressBytes(b.address), scratch);
         const rc2 = ex.config_backend(next, i, b.weight, BACKEND_STATES.indexOf(b.state), ...macParts(b.mac));
         if (rc2 !== 0) throw Object.assign(new Error(`engine rejected backend ${b.id} (code ${rc2})`), { code: 'ENGINE_CONFIG' });
+        ex.config_backend_sessions(next, b.maxSessions);
         this.backends.push({ index: next, vip: i, id: b.id, address: b.address, weight: b.weight, state: b.state });
         next++;
       });
@@ -191,6 +197,18 @@ export class Engine {
     return n;
   }
 
+  /** Decodes a session-started event: its index and id (the id's first 32 bytes, as text). */
+  decodeSessionStarted(p: number): { index: number; id: string; vip: number; client: string; backend: number } {
+    const len = this.mem[p + 13];
+    return {
+      index: this.dv.getUint32(p + 8, true),
+      vip: this.mem[p + 12],
+      id: Buffer.from(this.mem.subarray(p + 32, p + 32 + len)).toString('latin1'),
+      client: formatAddress(this.mem, p + 16),
+      backend: this.dv.getUint16(p + 2, true),
+    };
+  }
+
   /** Decodes a flow event record (see docs/abi.md "Events"). */
   decodeFlowEvent(p: number): FlowEvent {
     const dv = this.dv;
@@ -202,7 +220,9 @@ export class Engine {
       state: this.mem[p + 10],
       flags: this.mem[p + 11],
       packets: dv.getUint32(p + 12, true),
-      bytes: Number(dv.getBigUint64(p + 16, true)),
+      // The bytes field keeps 40 bits; its high 24 bits are the flow's session index + 1.
+      bytes: dv.getUint32(p + 16, true) + (this.mem[p + 20] * 2 ** 32),
+      session: this.mem[p + 21] | (this.mem[p + 22] << 8) | (this.mem[p + 23] << 16),
       clientIp: formatAddress(this.mem, p + 24),
       vip: formatAddress(this.mem, p + 40),
       clientPort: dv.getUint16(p + 56, false),

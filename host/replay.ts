@@ -105,12 +105,30 @@ export async function replayFile(input: string, config: Config, opts: ReplayOpti
   const csv = opts.flowsCsv ? new CsvSink(opts.flowsCsv, FLOWS_CSV_HEADER) : null;
   const flows: FlowRecord[] | null = opts.collectFlows ? [] : null;
   const ids = engine.backends.map((b) => b.id);
+  // Session index -> id: an index is not reused while a flow refers to it, so the id a flow's
+  // closing event names is the one its session started with.
+  const sessionIds = new Map<number, string>();
+  // Per session: the backends its flows reached (integrity) and whether it has a flow at all.
+  const sessionBackends = new Map<string, Set<string>>();
   const onEvent = (p: number) => {
-    if ((!csv && !flows) || mem[p] !== EVENT.FLOW_CLOSED) return;
+    const type = mem[p];
+    if (type === EVENT.SESSION_STARTED) {
+      const s = engine.decodeSessionStarted(p);
+      sessionIds.set(s.index, s.id);
+      return;
+    }
+    if (type !== EVENT.FLOW_CLOSED || mem[p + 1] === 5 /* an expectation nothing matched */) return;
     const e = engine.decodeFlowEvent(p);
+    const session = e.session ? sessionIds.get(e.session - 1) ?? '' : '';
+    if (session) {
+      let set = sessionBackends.get(session);
+      if (!set) sessionBackends.set(session, (set = new Set()));
+      set.add(ids[e.backend]);
+    }
+    if (!csv && !flows) return;
     const f: FlowRecord = {
       proto: PROTO_NAMES[e.proto] ?? String(e.proto), clientIp: e.clientIp, clientPort: e.clientPort, vip: e.vip,
-      vipPort: e.vipPort, backend: ids[e.backend], packets: e.packets, bytes: e.bytes, session: '',
+      vipPort: e.vipPort, backend: ids[e.backend], packets: e.packets, bytes: e.bytes, session,
     };
     flows?.push(f);
     if (csv) {
@@ -132,6 +150,7 @@ export async function replayFile(input: string, config: Config, opts: ReplayOpti
   let clientPackets = 0;
   let clientBytes = 0;
   let lastTs = 0;
+  let firstTs = -1;
   let batches = 0;
   const t0 = process.hrtime.bigint();
   let engineNs = 0n;
@@ -154,6 +173,7 @@ export async function replayFile(input: string, config: Config, opts: ReplayOpti
           if (outputs) outputs.write(clientOut, u32[w], u32[w + 1], u32[w + 2], u32[w + 4], u32[w + 5]);
         }
       }
+      if (firstTs < 0) firstTs = u32[d32 + 4];
       const ts = u32[d32 + (n - 1) * 8 + 4];
       if (ts > lastTs) lastTs = ts;
       if (lastTs > sweptTo) {
@@ -165,7 +185,10 @@ export async function replayFile(input: string, config: Config, opts: ReplayOpti
       if (outputs && outputs.backlog > nOutputs) await outputs.settle();
       if (opts.onProgress && ++batches % every === 0) opts.onProgress(reader.position(), reader.size);
     }
-    // End of input: every flow still live is closed and reported.
+    // End of input: sessions still open end first (so their control connections' closing is not
+    // taken for a lost connection), then every flow still live is closed and reported.
+    engine.ex.flush_sessions(lastTs);
+    engine.drainEvents(onEvent);
     while (engine.ex.flush_flows(4096, lastTs) > 0) engine.drainEvents(onEvent);
     engine.drainEvents(onEvent);
   } finally {
@@ -177,6 +200,8 @@ export async function replayFile(input: string, config: Config, opts: ReplayOpti
   const report = buildReport({
     input, engine, capture: reader.stats, clientPackets, clientBytes, elapsed,
     engineSeconds: Number(engineNs) / 1e9, flowRows: csv ? csv.rows : null,
+    sessionBackends,
+    traceSeconds: firstTs < 0 ? 0 : Math.max(0, lastTs - firstTs),
   });
   return { report, engine, capture: reader.stats, flows };
 }

@@ -39,6 +39,13 @@ export interface EngineExports {
   config_backend(j: number, vip: number, weight: number, state: number, macHi: number, macLo: number): number;
   config_commit(vipCount: number, backendCount: number): number;
   set_backend_state(j: number, state: number, nowS: number): void;
+  config_vip_sessions(i: number, policy: number, maxSessions: number): number;
+  config_backend_sessions(j: number, maxSessions: number): void;
+  config_sessions(globalMax: number, graceS: number, setupS: number): void;
+  session_table_ptr(): number;
+  session_capacity(): number;
+  session_count(): number;
+  flush_sessions(nowS: number): void;
   process(n: number): number;
   expire(nowS: number, buckets: number): number;
   flush_flows(max: number, nowS: number): number;

@@ -27,7 +27,8 @@ describe('config', () => {
     const c = parseConfig(base());
     expect(c.mac).toBe('02:00:00:00:00:fe');
     expect(c.flowCapacity).toBe(1 << 20);
-    expect(c.timeouts).toEqual({ tcpSyn: 60, tcpEstablished: 900, tcpFin: 120, tcpClose: 10, udp: 300, icmp: 60, frag: 30 });
+    expect(c.timeouts).toEqual({ tcpSyn: 60, tcpEstablished: 900, tcpFin: 120, tcpClose: 10, udp: 300, icmp: 60, frag: 30, sessionGrace: 10, expectation: 60 });
+    expect(c.maxSessions).toBe(0);
     const v = c.vips[0];
     expect(v.scheduler).toBe('maglev');
     expect(v.ringSize).toBe(65537);

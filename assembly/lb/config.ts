@@ -20,6 +20,10 @@ export const V_RING_SIZE: u32 = 60; // u32 (prime, or 0 = no ring)
 export const V_RR: u32 = 64; // u32 round-robin cursor
 export const V_GUE_PORT: u32 = 68; // u16, host order
 export const V_ALL_PORTS: u32 = 70; // u8
+export const V_POLICY: u32 = 71; // u8 P_FLOW | P_CLIENT | P_SESSION
+export const V_SESSIONS: u32 = 72; // u32 active sessions (engine-maintained)
+export const V_MAX_SESSIONS: u32 = 76; // u32, 0 = no limit
+export const V_RTSP_PORTS: u32 = 80; // u16[4], network byte order, 0 = unused
 
 export const M_NAT: u32 = 0;
 export const M_DR: u32 = 1;
@@ -35,6 +39,10 @@ export const S_WLC: u32 = 4;
 export const S_SH: u32 = 5;
 export const S_P2C: u32 = 6;
 
+export const P_FLOW: u32 = 0;
+export const P_CLIENT: u32 = 1;
+export const P_SESSION: u32 = 2;
+
 export const PROTO_TCP_BIT: u32 = 1;
 export const PROTO_UDP_BIT: u32 = 2;
 
@@ -47,6 +55,8 @@ export const B_WEIGHT: u32 = 24; // u32
 export const B_VIP: u32 = 28; // u16
 export const B_ACTIVE: u32 = 32; // u32 live flows (engine-maintained)
 export const B_WRR_CUR: u32 = 36; // i32 smooth weighted round-robin state
+export const B_SESSIONS: u32 = 40; // u32 active sessions (engine-maintained)
+export const B_MAX_SESSIONS: u32 = 44; // u32, 0 = no limit
 
 export const ST_ACTIVE: u32 = 0;
 export const ST_DRAINING: u32 = 1;
@@ -120,6 +130,27 @@ export function configVip(
   store<u16>(v + V_GUE_PORT, <u16>guePort);
   store<u8>(v + V_ALL_PORTS, 1);
   return 0;
+}
+
+/** Policy, session limit and RTSP ports of VIP i; the ports (u16[4], host order, 0 = none) at scratch. */
+export function configVipSessions(i: u32, policy: u32, maxSessions: u32): u32 {
+  if (i >= maxVips) return 1;
+  if (policy > P_SESSION) return 2;
+  const v = vipPtr(i);
+  store<u8>(v + V_POLICY, <u8>policy);
+  store<u32>(v + V_MAX_SESSIONS, maxSessions);
+  for (let k: u32 = 0; k < 4; k++) store<u16>(v + V_RTSP_PORTS + k * 2, bswap<u16>(load<u16>(scratchPtr + k * 2)));
+  return 0;
+}
+
+/** Whether the port (network byte order, as in the packet) is one of VIP v's RTSP ports. */
+@inline export function isRtspPort(v: usize, port: u16): bool {
+  return port != 0 && (load<u16>(v + V_RTSP_PORTS) == port || load<u16>(v + V_RTSP_PORTS + 2) == port ||
+    load<u16>(v + V_RTSP_PORTS + 4) == port || load<u16>(v + V_RTSP_PORTS + 6) == port);
+}
+
+export function configBackendSessions(j: u32, maxSessions: u32): void {
+  if (j < maxBackends) store<u32>(backendPtr(j) + B_MAX_SESSIONS, maxSessions);
 }
 
 export function configVipPorts(i: u32, allPorts: u32): void {

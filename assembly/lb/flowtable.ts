@@ -16,9 +16,10 @@
 // A flow is referred to by `ref` = bucket address | way (buckets are 256-aligned).
 import { flowsPtr, flowBucketMask, WAYS } from '../layout';
 import {
-  count, C_FLOWS_CLOSED, C_FLOWS_EXPIRED, C_FLOWS_EVICTED,
+  count, C_FLOWS_CLOSED, C_FLOWS_EXPIRED, C_FLOWS_EVICTED, C_EXPECTATIONS_UNUSED,
 } from '../counters';
-import { emitFlow, EV_FLOW_CLOSED, CR_EXPIRED, CR_EVICTED, CR_FLUSH } from '../events';
+import { emitFlow, EV_FLOW_CLOSED, CR_EXPIRED, CR_EVICTED, CR_FLUSH, CR_UNUSED } from '../events';
+import { closeSession, sessionUnref, SE_CONTROL_LOST } from '../session/table';
 import { backendPtr, B_ACTIVE } from './config';
 import { copy40 } from '../mem';
 
@@ -32,6 +33,22 @@ export const TS_FIN: u32 = 3;
 export const TS_CLOSE: u32 = 4;
 
 export const FL_FROM_REPLY: u32 = 1; // first packet seen was the cluster's reply
+export const FL_EXPECTED: u32 = 2; // an expectation: made from a SETUP reply, no packet yet
+
+/** Bytes counters keep 40 bits; the high 24 bits of the field hold the flow's session index + 1. */
+const BYTES_MASK: u64 = (<u64>1 << 40) - 1;
+@inline export function flowSession(r: usize): u32 { return <u32>(load<u64>(fBytes(r)) >> 40); }
+@inline export function setFlowSession(r: usize, s: u32): void {
+  const p = fBytes(r);
+  store<u64>(p, (load<u64>(p) & BYTES_MASK) | (<u64>(s + 1) << 40));
+}
+@inline export function addFlowBytes(r: usize, n: u32): void {
+  const p = fBytes(r);
+  const v = load<u64>(p);
+  let b = (v & BYTES_MASK) + n;
+  if (b > BYTES_MASK) b = BYTES_MASK; // saturates at 1 TiB per flow
+  store<u64>(p, (v & ~BYTES_MASK) | b);
+}
 
 // Field addresses of flow `r`.
 @inline function bucketOf(r: usize): usize { return r & ~(<usize>255); }
@@ -54,6 +71,11 @@ export let toClose: u32 = 10;
 export let toUdp: u32 = 300;
 export let toIcmp: u32 = 60;
 export let toFrag: u32 = 30;
+export let toSetup: u32 = 60; // an expectation's life before its first packet
+
+export function setSetupTimeout(s: u32): void {
+  toSetup = s;
+}
 
 export function setTimeouts(syn: u32, est: u32, fin: u32, close: u32, udp: u32, icmp: u32, frag: u32): void {
   toSyn = syn;
@@ -96,10 +118,24 @@ let flushCursor: u32 = 0;
 /** Closes a live flow: event, backend load, counters. */
 export function closeFlow(r: usize, reason: u32, now: u32): void {
   const be = <u32>load<u16>(fBackend(r));
+  const expected = (<u32>load<u8>(fFlags(r)) & FL_EXPECTED) != 0;
+  if (expected) {
+    // An expectation no packet matched: it never was a flow of the backend.
+    reason = CR_UNUSED;
+    count(C_EXPECTATIONS_UNUSED);
+  } else {
+    const bp = backendPtr(be) + B_ACTIVE;
+    const a = load<u32>(bp);
+    if (a) store<u32>(bp, a - 1);
+  }
   emitFlow(EV_FLOW_CLOSED, reason, be, now, r);
-  const bp = backendPtr(be) + B_ACTIVE;
-  const a = load<u32>(bp);
-  if (a) store<u32>(bp, a - 1);
+  const s = flowSession(r);
+  if (s) {
+    // Losing a control connection ends its session after the grace period (a reconnect that
+    // names the session revives it).
+    if (!expected && load<u8>(fKey(r) + 36) == 6) closeSession(s - 1, SE_CONTROL_LOST, now);
+    sessionUnref(s - 1);
+  }
   store<u32>(fSig(r), 0);
   flowLive--;
   count(C_FLOWS_CLOSED);

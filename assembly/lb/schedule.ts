@@ -6,7 +6,7 @@ import { ringPtr } from '../layout';
 import {
   vipPtr, backendPtr, V_FIRST, V_COUNT, V_RING_OFF, V_RING_SIZE, V_RR, V_SCHED,
   B_STATE, B_WEIGHT, B_ACTIVE, B_WRR_CUR, ST_ACTIVE,
-  S_MAGLEV, S_RR, S_WRR, S_LC, S_WLC, S_SH, S_P2C,
+  S_MAGLEV, S_RR, S_WRR, S_LC, S_WLC, S_SH, S_P2C, V_POLICY, P_CLIENT,
 } from './config';
 
 @inline function usable(j: u32): bool {
@@ -118,7 +118,8 @@ function powerOfTwo(v: usize, h: u32): i32 {
  */
 export function schedule(i: u32, h: u32, srcHash: u32): i32 {
   const v = vipPtr(i);
-  const s = <u32>load<u8>(v + V_SCHED);
+  // Policy "client" is client persistence: source hashing whatever the scheduler.
+  const s = <u32>load<u8>(v + V_POLICY) == P_CLIENT ? S_SH : <u32>load<u8>(v + V_SCHED);
   let j: i32 = -1;
   if (s == S_MAGLEV) {
     j = ringPick(v, h);

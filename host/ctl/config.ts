@@ -48,6 +48,8 @@ export interface Timeouts {
   udp: number;
   icmp: number;
   frag: number;
+  sessionGrace: number; // an RTSP session lives on this long after TEARDOWN or losing its control connection
+  expectation: number; // an expected media flow waits this long for its first packet
 }
 
 export interface Config {
@@ -56,11 +58,12 @@ export interface Config {
   flowCapacity: number;
   hashKey: string; // 32 hex digits
   timeouts: Timeouts;
+  maxSessions: number; // concurrent sessions over all VIPs, 0 = no limit
   vips: VipConfig[];
 }
 
 export const DEFAULT_TIMEOUTS: Timeouts = {
-  tcpSyn: 60, tcpEstablished: 900, tcpFin: 120, tcpClose: 10, udp: 300, icmp: 60, frag: 30,
+  tcpSyn: 60, tcpEstablished: 900, tcpFin: 120, tcpClose: 10, udp: 300, icmp: 60, frag: 30, sessionGrace: 10, expectation: 60,
 };
 export const DEFAULT_FLOW_CAPACITY = 1 << 20;
 export const DEFAULT_GUE_PORT = 6080;
@@ -194,7 +197,7 @@ const RESERVED_IDS = new Set(['client', 'report', 'flows']);
 
 export function parseConfig(raw: unknown): Config {
   if (!isObj(raw)) throw new ConfigError('', 'the top level must be a JSON object with a "vips" array');
-  only(raw, '', ['mac', 'gatewayMac', 'flowCapacity', 'hashKey', 'timeouts', 'vips']);
+  only(raw, '', ['mac', 'gatewayMac', 'flowCapacity', 'hashKey', 'timeouts', 'maxSessions', 'vips']);
   const lbMac = mac(raw, 'mac', '', '02:00:00:00:00:fe');
   const gwMac = mac(raw, 'gatewayMac', '', '02:00:00:00:00:01');
   const flowCapacity = int(raw, 'flowCapacity', '', DEFAULT_FLOW_CAPACITY, 1024, 1 << 26);
@@ -309,7 +312,8 @@ export function parseConfig(raw: unknown): Config {
     if (!tunnel.source6 && va.family === 6) tunnel.source6 = va.address;
     return { address: va.address, family: va.family, ports, protocols, method, scheduler, ringSize, policy, rtspPorts, maxSessions, tunnel, backends };
   });
-  return { mac: lbMac, gatewayMac: gwMac, flowCapacity, hashKey, timeouts, vips };
+  const maxSessions = int(raw, 'maxSessions', '', 0, 0, 1 << 30);
+  return { mac: lbMac, gatewayMac: gwMac, flowCapacity, hashKey, timeouts, maxSessions, vips };
 }
 
 export function loadConfig(file: string): Config {

@@ -7,16 +7,20 @@ export const COUNTER_NAMES = [
   'flows-resteered', 'flows-midstream', 'flows-reused', 'frag-tracked', 'frag-followed',
   'frag-table-full', 'icmp-followed', 'events-lost', 'encapsulated', 'nat-rewrites', 'batches',
   'stateless', 'reply-from-backend', 'l2-converted', 'flow-hits',
+  'sessions-started', 'sessions-completed', 'sessions-timed-out', 'sessions-control-lost', 'sessions-refused',
+  'session-table-full', 'expectations-created', 'expectations-matched', 'expectations-unused',
+  'expectations-existing', 'rtsp-messages', 'rtsp-errors', 'rtsp-partial', 'rtsp-interleaved',
 ] as const;
 
 export const DROP_NAMES = [
   'none', 'truncated', 'linktype', 'bad-ip', 'no-service', 'no-backend', 'frag-orphan', 'too-big',
-  'bad-l4',
+  'bad-l4', 'admission',
 ] as const;
 
 export const PASS_NAMES = ['none', 'not-ip', 'not-vip', 'icmp-to-vip', 'icmp-no-flow'] as const;
 
 export const VERDICT = { DROP: 0, BACKEND: 1, CLIENT: 2, PASS: 3 } as const;
 
-export const EVENT = { FLOW_CREATED: 1, FLOW_CLOSED: 2, FLOW_RESTEERED: 3, BACKEND_STATE: 4 } as const;
-export const CLOSE_REASONS = ['none', 'expired', 'evicted', 'reused', 'flush'] as const;
+export const EVENT = { FLOW_CREATED: 1, FLOW_CLOSED: 2, FLOW_RESTEERED: 3, BACKEND_STATE: 4, SESSION_STARTED: 5, SESSION_ENDED: 6 } as const;
+export const CLOSE_REASONS = ['none', 'expired', 'evicted', 'reused', 'flush', 'unused-expectation'] as const;
+export const SESSION_END_REASONS = ['none', 'teardown', 'timeout', 'control-lost', 'end-of-input'] as const;

@@ -25,6 +25,7 @@ export interface Report {
   input: {
     file: string;
     format: string;
+    seconds: number; // packet time from the first to the last packet
     packets: number;
     bytes: number;
     linktypes: Record<string, number>;
@@ -38,6 +39,16 @@ export interface Report {
   dropped: Record<string, number>;
   droppedTotal: number;
   flows: { created: number; closed: number; expired: number; evicted: number; resteered: number; midstream: number; tableFull: number; rows: number | null };
+  /**
+   * RTSP sessions seen by session-aware VIPs: started (a SETUP reply named a new Session), completed
+   * (TEARDOWN), timedOut, controlLost (its control connection closed with no TEARDOWN), open at the
+   * end of the input, refused by admission control; integrity = the share of sessions whose flows
+   * all reached one backend; completedPerSecond over the capture's duration.
+   */
+  sessions: {
+    started: number; completed: number; timedOut: number; controlLost: number; openAtEnd: number; refused: number;
+    integrity: number; completedPerSecond: number; expectations: { created: number; matched: number; unused: number };
+  };
   fairness: { packets: Fairness; bytes: Fairness; flows: Fairness };
   vips: Record<string, { method: string; scheduler: string; fairness: { packets: Fairness; bytes: Fairness; flows: Fairness } }>;
   counters: Record<string, number>;
@@ -76,6 +87,8 @@ export function buildReport(a: {
   elapsed: number;
   engineSeconds: number;
   flowRows: number | null;
+  sessionBackends: Map<string, Set<string>>;
+  traceSeconds: number; // packet time from the first to the last packet
 }): Report {
   const { engine, capture } = a;
   const c = engine.counters();
@@ -96,8 +109,23 @@ export function buildReport(a: {
   const linktypes: Record<string, number> = {};
   for (const [k, n] of Object.entries(capture.linktypes)) linktypes[k] = n;
   const packets = capture.packets;
+  let whole = 0;
+  for (const set of a.sessionBackends.values()) if (set.size === 1) whole++;
+  const duration = a.traceSeconds;
+  const started = c['sessions-started'];
+  const sessions: Report['sessions'] = {
+    started,
+    completed: c['sessions-completed'],
+    timedOut: c['sessions-timed-out'],
+    controlLost: c['sessions-control-lost'],
+    openAtEnd: started - c['sessions-completed'] - c['sessions-timed-out'] - c['sessions-control-lost'],
+    refused: c['sessions-refused'],
+    integrity: a.sessionBackends.size ? whole / a.sessionBackends.size : 1,
+    completedPerSecond: duration > 0 ? c['sessions-completed'] / duration : 0,
+    expectations: { created: c['expectations-created'], matched: c['expectations-matched'], unused: c['expectations-unused'] },
+  };
   return {
-    input: { file: a.input, format: capture.format, packets, bytes: capture.bytes, linktypes, truncated: capture.truncated, errors: capture.errors },
+    input: { file: a.input, format: capture.format, seconds: a.traceSeconds, packets, bytes: capture.bytes, linktypes, truncated: capture.truncated, errors: capture.errors },
     backends,
     client: { packets: a.clientPackets, bytes: a.clientBytes },
     passed: c['passed'],
@@ -108,6 +136,7 @@ export function buildReport(a: {
       created: c['flows-created'], closed: c['flows-closed'], expired: c['flows-expired'], evicted: c['flows-evicted'],
       resteered: c['flows-resteered'], midstream: c['flows-midstream'], tableFull: c['flow-table-full'], rows: a.flowRows,
     },
+    sessions,
     fairness: fairnessOf(rows),
     vips,
     counters: c,
@@ -134,6 +163,10 @@ export function summary(r: Report): string {
   const nz = (o: Record<string, number>) => Object.entries(o).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${fmt(n)}`).join(', ');
   lines.push(`passed    ${fmt(r.passed)}${r.passed ? ` (${nz(r.passedBy)})` : ''}`);
   lines.push(`dropped   ${fmt(r.droppedTotal)}${r.droppedTotal ? ` (${nz(r.dropped)})` : ''}`);
+  if (r.sessions.started || r.sessions.refused) {
+    const s = r.sessions;
+    lines.push(`sessions  ${fmt(s.started)} started, ${fmt(s.completed)} completed, ${fmt(s.timedOut)} timed out, ${fmt(s.controlLost)} lost control, ${fmt(s.openAtEnd)} open at end, ${fmt(s.refused)} refused; integrity ${(s.integrity * 100).toFixed(1)}%`);
+  }
   lines.push(`fairness  packets: Jain ${r.fairness.packets.jain.toFixed(4)}, max/mean ${r.fairness.packets.maxMean.toFixed(3)}; flows: Jain ${r.fairness.flows.jain.toFixed(4)}, max/mean ${r.fairness.flows.maxMean.toFixed(3)}`);
   lines.push(`speed     ${fmt(Math.round(r.packetsPerSecond))} packets/s overall, ${fmt(Math.round(r.enginePacketsPerSecond))} packets/s in the engine (${r.elapsedSeconds.toFixed(3)} s)`);
   return lines.join('\n');

@@ -1,0 +1,148 @@
+// Session awareness on real RTSP captures (../shared/fixtures/rtsp: GStreamer, VLC and ffmpeg
+// servers and clients). Oracles: tshark's own RTP/RTCP-to-SETUP association (rtp.setup-frame,
+// heuristics off) computed here, and the truth files derived from tshark. Session-aware replay
+// must put every media flow on the backend of its session's control connection; flow-level
+// balancing must visibly fail that on the multi-flow captures; client persistence keeps them whole.
+import { describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseConfig } from '../host/ctl/config.js';
+import { replayFile, type FlowRecord } from '../host/replay.js';
+import { ROOT } from './helpers/cli.js';
+
+const DIR = resolve(ROOT, '..', 'shared', 'fixtures', 'rtsp');
+const CAPTURES = ['a_single_udp', 'b_concurrent_udp', 'c_interleaved_tcp', 'd_vlc_server', 'e_record_udp'];
+const VIP = '10.77.0.1';
+
+function config(policy: string, extra: Record<string, unknown> = {}) {
+  return parseConfig({
+    flowCapacity: 65536,
+    vips: [{
+      address: VIP, method: 'nat', scheduler: 'maglev', policy, rtspPorts: [8554], ...extra,
+      backends: [1, 2, 3].map((i) => ({ id: `b${i}`, address: `10.0.1.${i}` })),
+    }],
+  });
+}
+
+interface Tuple { proto: string; src: string; sport: number; dst: string; dport: number }
+interface TruthSession { session: string; client_ip: string; control_tcp: { five_tuple: Tuple }[]; media_udp: { five_tuple: Tuple }[] }
+
+/** The flow-table key of a 5-tuple: client first (the end that is not the VIP). */
+function keyOf(t: Tuple): string {
+  return t.src === VIP ? `${t.proto} ${t.dst}:${t.dport} ${t.src}:${t.sport}` : `${t.proto} ${t.src}:${t.sport} ${t.dst}:${t.dport}`;
+}
+const flowKey = (f: FlowRecord) => `${f.proto} ${f.clientIp}:${f.clientPort} ${f.vip}:${f.vipPort}`;
+
+async function run(name: string, policy: string) {
+  const { report, flows } = await replayFile(join(DIR, `${name}.pcap`), config(policy), { outDir: null, collectFlows: true });
+  const byKey = new Map(flows!.map((f) => [flowKey(f), f]));
+  return { report, flows: flows!, byKey };
+}
+
+function truth(name: string): TruthSession[] {
+  return JSON.parse(readFileSync(join(DIR, `${name}.truth.json`), 'utf8')).sessions;
+}
+
+/** Sessions (by the truth) whose flows did not all reach one backend. */
+function split(sessions: TruthSession[], byKey: Map<string, FlowRecord>): string[] {
+  return sessions.filter((s) => {
+    const backends = new Set([...s.control_tcp, ...s.media_udp].map((f) => byKey.get(keyOf(f.five_tuple))?.backend));
+    return backends.size !== 1 || backends.has(undefined);
+  }).map((s) => s.session);
+}
+
+describe('session-aware replay of real RTSP captures', () => {
+  for (const name of CAPTURES) {
+    it(`${name}: every control and media flow of a session reaches the session's backend`, async () => {
+      const { report, byKey } = await run(name, 'session');
+      const sessions = truth(name);
+      expect(split(sessions, byKey)).toEqual([]);
+      for (const s of sessions) {
+        const control = byKey.get(keyOf(s.control_tcp[0].five_tuple))!;
+        // Flows carry their session's id in the --flows CSV column.
+        expect(control.session).toBe(s.session);
+        for (const m of s.media_udp) expect(byKey.get(keyOf(m.five_tuple))!.session, keyOf(m.five_tuple)).toBe(s.session);
+      }
+      expect(report.sessions.started).toBe(sessions.length);
+      expect(report.sessions.integrity).toBe(1);
+      const media = sessions.reduce((n, s) => n + s.media_udp.length, 0);
+      // Every UDP media flow (both directions of a pair share one flow) was expected before it started.
+      expect(report.sessions.expectations.matched).toBe(new Set(sessions.flatMap((s) => s.media_udp.map((m) => keyOf(m.five_tuple)))).size);
+      if (media > 0) expect(report.sessions.expectations.matched).toBeGreaterThan(0);
+    });
+  }
+
+  it('every RTP/RTCP packet tshark links to a SETUP goes to that session\'s backend (b_concurrent_udp, d_vlc_server)', async () => {
+    for (const name of ['b_concurrent_udp', 'd_vlc_server']) {
+      const pcap = join(DIR, `${name}.pcap`);
+      const tshark = (filter: string, fields: string[]) =>
+        execFileSync('tshark', ['-r', pcap, '-n', '-o', 'rtp.heuristic_rtp:FALSE', '-Y', filter, '-T', 'fields', '-E', 'occurrence=f', ...fields.flatMap((f) => ['-e', f])], { encoding: 'utf8', maxBuffer: 64 << 20 })
+          .trim().split('\n').filter(Boolean).map((l) => l.split('\t'));
+      // SETUP reply frame -> session id.
+      const replySession = new Map(tshark('rtsp.response && rtsp.session', ['frame.number', 'rtsp.session']).map(([f, s]) => [f, s.split(';')[0]]));
+      const { byKey } = await run(name, 'session');
+      const sessionBackend = new Map<string, string>();
+      for (const f of byKey.values()) if (f.proto === 'tcp' && f.session) sessionBackend.set(f.session, f.backend);
+      let checked = 0;
+      for (const [src, sport, dst, dport, rtpSetup, rtcpSetup] of tshark('(rtp || rtcp) && udp && !icmp', ['ip.src', 'udp.srcport', 'ip.dst', 'udp.dstport', 'rtp.setup-frame', 'rtcp.setup-frame'])) {
+        const setup = rtpSetup || rtcpSetup;
+        if (!setup) continue;
+        const session = replySession.get(setup.split(',')[0]);
+        expect(session, `setup frame ${setup}`).toBeDefined();
+        const flow = byKey.get(keyOf({ proto: 'udp', src, sport: Number(sport), dst, dport: Number(dport) }));
+        expect(flow?.backend, `${src}:${sport} -> ${dst}:${dport}`).toBe(sessionBackend.get(session!));
+        checked++;
+      }
+      expect(checked).toBeGreaterThan(500);
+    }
+  });
+
+  it('flow-level balancing splits the multi-flow sessions; client persistence keeps them whole', async () => {
+    const sessions = truth('b_concurrent_udp');
+    const flow = await run('b_concurrent_udp', 'flow');
+    expect(split(sessions, flow.byKey).length).toBeGreaterThanOrEqual(3); // of 6: visibly broken
+    const client = await run('b_concurrent_udp', 'client');
+    expect(split(sessions, client.byKey)).toEqual([]);
+  });
+
+  it('firewall traversal: with only the RTSP port open, media flows pass only as expectations', async () => {
+    const cfg = config('session', { ports: [8554] });
+    const { report, flows } = await replayFile(join(DIR, 'b_concurrent_udp.pcap'), cfg, { outDir: null, collectFlows: true });
+    expect(report.dropped['no-service']).toBe(0);
+    const udp = flows!.filter((f) => f.proto === 'udp');
+    expect(udp.length).toBe(24);
+    expect(udp.every((f) => f.session !== '')).toBe(true);
+    // The same VIP without session awareness balances no media at all: clients' packets are
+    // dropped (no-service), the server's are not the cluster's (passed not-vip).
+    const plain = await replayFile(join(DIR, 'b_concurrent_udp.pcap'), config('flow', { ports: [8554] }), { outDir: null, collectFlows: true });
+    expect(plain.flows!.filter((f) => f.proto === 'udp')).toEqual([]);
+    expect(plain.report.dropped['no-service'] + plain.report.passedBy['not-vip']).toBeGreaterThan(3000);
+  });
+
+  it('admission control: a VIP limit of 2 sessions refuses the other control connections, never cuts admitted ones', async () => {
+    const { report, flows } = await replayFile(join(DIR, 'b_concurrent_udp.pcap'), config('session', { maxSessions: 2 }), { outDir: null, collectFlows: true });
+    expect(report.sessions.refused).toBeGreaterThan(0);
+    expect(report.dropped.admission).toBeGreaterThan(0);
+    // Admitted sessions are whole and complete.
+    expect(report.sessions.completed).toBeGreaterThanOrEqual(2);
+    expect(report.sessions.integrity).toBe(1);
+    const admitted = new Set(flows!.filter((f) => f.proto === 'tcp' && f.session).map((f) => f.session));
+    expect(admitted.size).toBe(report.sessions.started);
+  });
+
+  it('per-backend limits move new sessions to backends with room', async () => {
+    const cfg = parseConfig({
+      flowCapacity: 65536,
+      vips: [{
+        address: VIP, method: 'nat', policy: 'session', rtspPorts: [8554],
+        backends: [1, 2, 3].map((i) => ({ id: `b${i}`, address: `10.0.1.${i}`, maxSessions: 2 })),
+      }],
+    });
+    const { report } = await replayFile(join(DIR, 'b_concurrent_udp.pcap'), cfg, { outDir: null });
+    expect(report.sessions.started).toBe(6);
+    expect(report.sessions.refused).toBe(0);
+    // 6 sessions, 2 per backend at most, all overlapping: exactly 2 each.
+    for (const b of ['b1', 'b2', 'b3']) expect(report.backends[b].flows).toBeGreaterThan(0);
+  });
+});
