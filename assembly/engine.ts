@@ -33,12 +33,12 @@ import {
   V_ADDR, V_TSRC4, V_TSRC6, V_METHOD, V_SCHED, V_PROTOS, V_GUE_PORT, B_ADDR, B_MAC, B_STATE, B_VIP,
   B_ACTIVE, B_FAMILY, BS_PACKETS, BS_BYTES, BS_FLOWS, BS_REPLY_PACKETS, BS_REPLY_BYTES, BS_RESTEERED_IN,
   M_NAT, M_DR, S_SH, ST_DOWN, ST_ACTIVE, PROTO_TCP_BIT, PROTO_UDP_BIT, V_POLICY, V_MAX_SESSIONS, V_FIRST, V_COUNT,
-  B_MAX_SESSIONS, B_SESSIONS, B_WEIGHT, P_SESSION, P_CLIENT, isRtspPort,
+  B_MAX_SESSIONS, B_SESSIONS, B_WEIGHT, P_SESSION, P_CLIENT, isRtspPort, V_SESSION_RATE, V_RATE_TOKENS, V_RATE_TS,
 } from './lb/config';
 import { emitFlow, EV_FLOW_CREATED, EV_FLOW_RESTEERED, CR_REUSED } from './events';
 import { copy16 } from './mem';
 import { inspectControl } from './session/inspect';
-import { touchSession, hasCapacity } from './session/table';
+import { touchSession, hasCapacity, affinityLookup, sessionBackend } from './session/table';
 
 export const VERDICT_DROP: u8 = 0;
 export const VERDICT_BACKEND: u8 = 1;
@@ -282,14 +282,24 @@ function processOne(d: usize, preHash: u32): void {
       emitFlow(EV_FLOW_CREATED, 0, <u32>j, now, e);
     }
   } else {
-    j = dir == DIR_BACKEND ? fromBackend : pick(<u32>vip, h, k);
-    if (j < 0) return drop(d, D_NO_BACKEND);
+    // A new control connection from a client with an active session goes to that session's
+    // backend (client+session affinity: bound at the SYN, before any RTSP byte is seen).
+    let sa: i32 = -1;
     if (control && dir == DIR_FWD) {
-      // A new RTSP control connection may start a session: session-level admission control.
-      j = admit(<u32>vip, <u32>j);
-      if (j < 0) {
-        count(C_SESSIONS_REFUSED);
-        return drop(d, D_ADMISSION);
+      sa = affinityLookup(<u32>vip, k);
+      if (sa >= 0 && <u32>load<u8>(backendPtr(sessionBackend(<u32>sa)) + B_STATE) == ST_DOWN) sa = -1;
+    }
+    if (sa >= 0) j = <i32>sessionBackend(<u32>sa);
+    else {
+      j = dir == DIR_BACKEND ? fromBackend : pick(<u32>vip, h, k);
+      if (j < 0) return drop(d, D_NO_BACKEND);
+      if (control && dir == DIR_FWD) {
+        // A new RTSP control connection may start a session: session-level admission control.
+        j = admit(<u32>vip, <u32>j, now);
+        if (j < 0) {
+          count(C_SESSIONS_REFUSED);
+          return drop(d, D_ADMISSION);
+        }
       }
     }
     e = insertFlow(k, h, now);
@@ -370,8 +380,22 @@ function liveBackend(e: usize, vip: u32, h: u32, k: usize, now: u32): i32 {
  * VIP and backend session limits allow it, else the usable backend of the VIP with the fewest
  * sessions that has room, else -1 (refused).
  */
-function admit(vip: u32, j: u32): i32 {
+function admit(vip: u32, j: u32, now: u32): i32 {
   const v = vipPtr(vip);
+  const rate = load<u32>(v + V_SESSION_RATE);
+  if (rate) {
+    // Token bucket on packet time: `rate` new sessions per second, bursts of one second's worth.
+    const cap = rate * 1000;
+    const last = load<u32>(v + V_RATE_TS);
+    let tokens = load<u32>(v + V_RATE_TOKENS);
+    if (now > last) {
+      const add = <u64>(now - last) * <u64>cap;
+      tokens = add + tokens > <u64>cap ? cap : tokens + <u32>add;
+      store<u32>(v + V_RATE_TS, now);
+    }
+    if (tokens < 1000) return -1;
+    store<u32>(v + V_RATE_TOKENS, tokens - 1000);
+  }
   const vmax = load<u32>(v + V_MAX_SESSIONS);
   if (hasCapacity(vip, j, vmax, load<u32>(backendPtr(j) + B_MAX_SESSIONS))) return <i32>j;
   const first = <u32>load<u16>(v + V_FIRST), n = <u32>load<u16>(v + V_COUNT);

@@ -57,6 +57,7 @@ export let fragsPtr: usize = 0;
 export let sessionsPtr: usize = 0;
 export let sessionMask: u32 = 0; // session records - 1 (a power of two: flow capacity / 16, at least 1024)
 export let rtspResultPtr: usize = 0; // the tokenizer's result record for the current segment
+export let affinityPtr: usize = 0; // (VIP, client) -> latest session: 32-byte entries, as many as session records
 export let keyPtr: usize = 0; // 64-byte work area for the current packet's flow key
 export let key2Ptr: usize = 0; // second key (source hash, frag key)
 export let hashesPtr: usize = 0; // u32[BATCH]: pass-1 flow hashes of the current batch
@@ -124,6 +125,7 @@ export function layout(
   const sessions = pow2ceil(max<u32>(1024, flowCapacity >> 4));
   sessionsPtr = carve(<usize>sessions * SESSION_SIZE, 64);
   rtspResultPtr = carve(RTSP_RESULT_BYTES, 64);
+  affinityPtr = carve(<usize>sessions * 32, 64);
   eventsPtr = carve(<usize>events * EVENT_SIZE, 64);
   flowsPtr = carve(<usize>buckets * WAYS * FLOW_SIZE, 256); // flow refs use the low 8 bits
   arenaPtr = carve(arenaBytes, 64);

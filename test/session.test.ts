@@ -10,6 +10,8 @@ import { join, resolve } from 'node:path';
 import { parseConfig } from '../host/ctl/config.js';
 import { replayFile, type FlowRecord } from '../host/replay.js';
 import { ROOT } from './helpers/cli.js';
+import { makeEngine, run as runFrames } from './helpers/engine.js';
+import { frame } from './ref/packet.js';
 
 const DIR = resolve(ROOT, '..', 'shared', 'fixtures', 'rtsp');
 const CAPTURES = ['a_single_udp', 'b_concurrent_udp', 'c_interleaved_tcp', 'd_vlc_server', 'e_record_udp'];
@@ -144,5 +146,58 @@ describe('session-aware replay of real RTSP captures', () => {
     expect(report.sessions.refused).toBe(0);
     // 6 sessions, 2 per backend at most, all overlapping: exactly 2 each.
     for (const b of ['b1', 'b2', 'b3']) expect(report.backends[b].flows).toBeGreaterThan(0);
+  });
+});
+
+describe('client+session affinity and session rate (synthetic control connections)', () => {
+  const cfg = (extra: Record<string, unknown> = {}) => ({
+    flowCapacity: 4096,
+    vips: [{
+      address: '10.0.0.100', method: 'nat', policy: 'session', rtspPorts: [554], ringSize: 4093, ...extra,
+      backends: [1, 2, 3, 4, 5].map((i) => ({ id: `b${i}`, address: `10.0.1.${i}` })),
+    }],
+  });
+  const text = (s: string) => new TextEncoder().encode(s);
+  /** A control connection's SYN, and the server's SETUP reply naming `session`. */
+  function setup(client: string, port: number, session: string) {
+    return [
+      { bytes: frame({ src: client, dst: '10.0.0.100', proto: 'tcp', sport: port, dport: 554, tcpFlags: 'S', seq: 1 }) },
+      { bytes: frame({ src: '10.0.0.100', dst: client, proto: 'tcp', sport: 554, dport: port, tcpFlags: 'PA', seq: 100, ack: 2,
+        payload: text(`RTSP/1.0 200 OK\r\nCSeq: 3\r\nSession: ${session};timeout=60\r\nTransport: RTP/AVP;unicast;client_port=${port + 1000}-${port + 1001};server_port=6000-6001\r\n\r\n`) }) },
+    ];
+  }
+
+  it('a new control connection from a client with an active session reaches its backend', () => {
+    let differs = 0;
+    for (let c = 1; c <= 20; c++) {
+      const client = `198.18.7.${c}`;
+      const eng = makeEngine(cfg());
+      const first = runFrames(eng, setup(client, 40000, `S${c}`));
+      const backend = first[0].backend;
+      expect(eng.counters()['sessions-started']).toBe(1);
+      // Ten more connections from the same client: all on the session's backend.
+      const more = runFrames(eng, Array.from({ length: 10 }, (_, i) => ({ bytes: frame({ src: client, dst: '10.0.0.100', proto: 'tcp', sport: 41000 + i, dport: 554, tcpFlags: 'S', seq: 1 }) })));
+      for (const o of more) expect(o.backend).toBe(backend);
+      // Without the session, Maglev spreads the same connections.
+      const fresh = makeEngine(cfg());
+      const spread = runFrames(fresh, Array.from({ length: 10 }, (_, i) => ({ bytes: frame({ src: client, dst: '10.0.0.100', proto: 'tcp', sport: 41000 + i, dport: 554, tcpFlags: 'S', seq: 1 }) })));
+      if (spread.some((o) => o.backend !== backend)) differs++;
+    }
+    expect(differs).toBeGreaterThan(10); // so the affinity is what kept them together
+  });
+
+  it('sessionRate: new control connections beyond the rate are refused, on packet time', () => {
+    const eng = makeEngine(cfg({ sessionRate: 2 }));
+    // 10 new clients in the same second: a burst of 2 is admitted.
+    const burst = runFrames(eng, Array.from({ length: 10 }, (_, i) => ({ ts: 1000, bytes: frame({ src: `198.18.8.${i + 1}`, dst: '10.0.0.100', proto: 'tcp', sport: 40000, dport: 554, tcpFlags: 'S', seq: 1 }) })));
+    expect(burst.filter((o) => o.verdict === 'backend').length).toBe(2);
+    expect(burst.filter((o) => o.verdict === 'drop' && o.reason === 'admission').length).toBe(8);
+    // Two seconds later, the bucket holds two seconds' worth again (capped at the one-second burst).
+    const later = runFrames(eng, Array.from({ length: 5 }, (_, i) => ({ ts: 1003, bytes: frame({ src: `198.18.9.${i + 1}`, dst: '10.0.0.100', proto: 'tcp', sport: 40000, dport: 554, tcpFlags: 'S', seq: 1 }) })));
+    expect(later.filter((o) => o.verdict === 'backend').length).toBe(2);
+    // Packets of admitted connections are never refused.
+    const again = runFrames(eng, [{ ts: 1003, bytes: frame({ src: '198.18.8.1', dst: '10.0.0.100', proto: 'tcp', sport: 40000, dport: 554, tcpFlags: 'A', seq: 2 }) }]);
+    expect(again[0].verdict).toBe('backend');
+    expect(eng.counters()['sessions-refused']).toBe(11);
   });
 });

@@ -24,6 +24,9 @@ export const V_POLICY: u32 = 71; // u8 P_FLOW | P_CLIENT | P_SESSION
 export const V_SESSIONS: u32 = 72; // u32 active sessions (engine-maintained)
 export const V_MAX_SESSIONS: u32 = 76; // u32, 0 = no limit
 export const V_RTSP_PORTS: u32 = 80; // u16[4], network byte order, 0 = unused
+export const V_SESSION_RATE: u32 = 88; // u32 new sessions per second, 0 = no limit
+export const V_RATE_TOKENS: u32 = 92; // u32 thousandths of a session (token bucket, burst = 1 s)
+export const V_RATE_TS: u32 = 96; // u32 packet time of the last refill
 
 export const M_NAT: u32 = 0;
 export const M_DR: u32 = 1;
@@ -133,12 +136,16 @@ export function configVip(
 }
 
 /** Policy, session limit and RTSP ports of VIP i; the ports (u16[4], host order, 0 = none) at scratch. */
-export function configVipSessions(i: u32, policy: u32, maxSessions: u32): u32 {
+export function configVipSessions(i: u32, policy: u32, maxSessions: u32, sessionRate: u32): u32 {
   if (i >= maxVips) return 1;
   if (policy > P_SESSION) return 2;
+  if (sessionRate > 4000000) return 3;
   const v = vipPtr(i);
   store<u8>(v + V_POLICY, <u8>policy);
   store<u32>(v + V_MAX_SESSIONS, maxSessions);
+  store<u32>(v + V_SESSION_RATE, sessionRate);
+  store<u32>(v + V_RATE_TOKENS, sessionRate * 1000);
+  store<u32>(v + V_RATE_TS, 0);
   for (let k: u32 = 0; k < 4; k++) store<u16>(v + V_RTSP_PORTS + k * 2, bswap<u16>(load<u16>(scratchPtr + k * 2)));
   return 0;
 }

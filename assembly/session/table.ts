@@ -7,7 +7,7 @@
 //  record (64 bytes): 0 sig u32 (id hash | 1, 0 = free) | 4 expire u32 (s) | 8 backend u16 | 10 vip u8
 //   11 state u8 | 12 flows u32 | 16 client[16] | 32 timeout u16 | 34 id length u8 | 36 id hash 2 u32
 //   40..63 the id's first 24 bytes
-import { sessionsPtr, sessionMask, SESSION_SIZE } from '../layout';
+import { sessionsPtr, sessionMask, SESSION_SIZE, affinityPtr } from '../layout';
 import {
   count, C_SESSIONS_STARTED, C_SESSIONS_COMPLETED, C_SESSIONS_TIMED_OUT, C_SESSIONS_CONTROL_LOST,
   C_SESSION_TABLE_FULL,
@@ -112,6 +112,7 @@ export function createSession(vip: u32, p: usize, len: u32, j: u32, client: usiz
       for (let x: u32 = 0; x < 24; x++) store<u8>(s + 40 + x, x < n ? load<u8>(p + x) : 0);
       sessionLive++;
       bumpSessions(vip, j, 1);
+      affinitySet(vip, client, i);
       count(C_SESSIONS_STARTED);
       const r = emit(EV_SESSION_STARTED, 0, j, now);
       if (r) {
@@ -217,4 +218,43 @@ export function sessionUnref(i: u32): void {
   const n = load<u32>(s + 12);
   if (n) store<u32>(s + 12, n - 1);
   if (n <= 1 && <u32>load<u8>(s + 11) == SS_ENDED) store<u32>(s, 0);
+}
+
+// Client affinity: (VIP, client address) -> the client's latest session, a direct-mapped hint
+// table (a collision just replaces the entry). Entry: 0 sig u32 | 4 session index + 1 u32 |
+// 8 VIP u8 | 16 client[16].
+
+@inline function affinitySlot(vip: u32, client: usize): usize {
+  let h = (load<u64>(client) * 0x9e3779b97f4a7c15) ^ load<u64>(client, 8) ^ <u64>vip;
+  h ^= h >> 29;
+  h *= 0xbf58476d1ce4e5b9;
+  h ^= h >> 32;
+  return affinityPtr + ((<usize>h & sessionMask) << 5);
+}
+
+/** Remembers session s as the latest of (vip, client). */
+export function affinitySet(vip: u32, client: usize, s: u32): void {
+  const a = affinitySlot(vip, client);
+  store<u32>(a, 1);
+  store<u32>(a + 4, s + 1);
+  store<u8>(a + 8, <u8>vip);
+  copy16(a + 16, client);
+}
+
+/**
+ * The active session of (vip, client), or -1: how a new control connection from a client that
+ * has a session reaches that session's backend before any byte of it is seen (flow level: the
+ * connection is bound at its SYN, so every user behind one NAT address with an active session
+ * shares that backend for new connections; full delayed binding needs TCP splicing).
+ */
+export function affinityLookup(vip: u32, client: usize): i32 {
+  const a = affinitySlot(vip, client);
+  if (load<u32>(a) == 0 || <u32>load<u8>(a + 8) != vip) return -1;
+  if (load<u64>(a + 16) != load<u64>(client) || load<u64>(a + 24) != load<u64>(client, 8)) return -1;
+  const s = load<u32>(a + 4) - 1;
+  const r = sessionPtr(s);
+  const st = <u32>load<u8>(r + 11);
+  if ((st != SS_ACTIVE && st != SS_CLOSING) || <u32>load<u8>(r + 10) != vip) return -1;
+  if (load<u64>(r + 16) != load<u64>(client) || load<u64>(r + 24) != load<u64>(client, 8)) return -1;
+  return <i32>s;
 }
