@@ -207,16 +207,16 @@ function processOne(d: usize, preHash: u32): void {
   const sport = load<u16>(data + pL4), dport = load<u16>(data + pL4 + 2);
   const vport = dir == DIR_FWD ? dport : sport;
   if (dir == DIR_BACKEND) {
-    // A server may be a backend of several NAT VIPs: the reply belongs to the one that serves
-    // this port and protocol and holds the flow; failing a flow, the first that serves it.
+    // A server may be a backend of several NAT VIPs: the reply belongs to the one that holds its
+    // flow (media flows on unlisted ports included: expectations); failing a flow, to the first
+    // that serves this port and protocol.
     let first: i32 = -1;
     for (let s = backendSlot; s >= 0; s = nextBackendSlot(srcHi, srcLo, s)) {
       const j = slotBackend(s);
       const vi = <u32>load<u16>(backendPtr(j) + B_VIP);
       const vp = vipPtr(vi);
-      if (<u32>load<u8>(vp + V_METHOD) != M_NAT || !(<u32>load<u8>(vp + V_PROTOS) & bit) ||
-        !vipHasPort(vi, <u32>bswap<u16>(vport))) continue;
-      if (first < 0) first = <i32>j;
+      if (<u32>load<u8>(vp + V_METHOD) != M_NAT) continue;
+      if (first < 0 && (<u32>load<u8>(vp + V_PROTOS) & bit) && vipHasPort(vi, <u32>bswap<u16>(vport))) first = <i32>j;
       copy16(k + 16, vp + V_ADDR);
       keyAddr(k, pDst, pAddrLen);
       store<u16>(k, dport, 32);

@@ -11,7 +11,8 @@ import { parseConfig } from '../host/ctl/config.js';
 import { replayFile, type FlowRecord } from '../host/replay.js';
 import { ROOT } from './helpers/cli.js';
 import { makeEngine, run as runFrames } from './helpers/engine.js';
-import { frame } from './ref/packet.js';
+import { frame, parseFrame } from './ref/packet.js';
+import { verifyFrame } from './ref/csum.js';
 
 const DIR = resolve(ROOT, '..', 'shared', 'fixtures', 'rtsp');
 const CAPTURES = ['a_single_udp', 'b_concurrent_udp', 'c_interleaved_tcp', 'd_vlc_server', 'e_record_udp'];
@@ -199,5 +200,39 @@ describe('client+session affinity and session rate (synthetic control connection
     const again = runFrames(eng, [{ ts: 1003, bytes: frame({ src: '198.18.8.1', dst: '10.0.0.100', proto: 'tcp', sport: 40000, dport: 554, tcpFlags: 'A', seq: 2 }) }]);
     expect(again[0].verdict).toBe('backend');
     expect(eng.counters()['sessions-refused']).toBe(11);
+  });
+});
+
+describe('NAT mode, live shape: replies and media come from the backend address', () => {
+  it('the backend\'s SETUP reply creates the session; its RTP on an unlisted port leaves with the VIP as source', () => {
+    const eng = makeEngine({
+      flowCapacity: 4096,
+      vips: [{ address: '10.0.0.100', ports: [554], method: 'nat', policy: 'session', rtspPorts: [554], ringSize: 4093,
+        backends: [1, 2, 3].map((i) => ({ id: `b${i}`, address: `10.0.1.${i}` })) }],
+    });
+    const client = '198.18.3.3';
+    const syn = runFrames(eng, [{ bytes: frame({ src: client, dst: '10.0.0.100', proto: 'tcp', sport: 40000, dport: 554, tcpFlags: 'S', seq: 1 }) }])[0];
+    expect(syn.verdict).toBe('backend');
+    const backendAddr = `10.0.1.${syn.backend!.slice(1)}`;
+    const reply = new TextEncoder().encode('RTSP/1.0 200 OK\r\nCSeq: 3\r\nSession: ABC;timeout=60\r\nTransport: RTP/AVP;unicast;client_port=5000-5001;server_port=7000-7001\r\n\r\n');
+    const out = runFrames(eng, [
+      { bytes: frame({ src: backendAddr, dst: client, proto: 'tcp', sport: 554, dport: 40000, tcpFlags: 'PA', seq: 9, ack: 2, payload: reply }) },
+      { bytes: frame({ src: backendAddr, dst: client, proto: 'udp', sport: 7000, dport: 5000, payload: new Uint8Array(160) }) },
+      { bytes: frame({ src: backendAddr, dst: client, proto: 'udp', sport: 7001, dport: 5001, payload: new Uint8Array(40) }) },
+      { bytes: frame({ src: client, dst: '10.0.0.100', proto: 'udp', sport: 5001, dport: 7001, payload: new Uint8Array(32) }) },
+    ]);
+    expect(out.map((o) => o.verdict)).toEqual(['client', 'client', 'client', 'backend']);
+    expect(out.every((o) => o.backend === syn.backend)).toBe(true);
+    for (const o of out.slice(0, 3)) {
+      const p = parseFrame(o.bytes);
+      expect(p.ip!.src).toBe('10.0.0.100'); // media from the backend leaves with the VIP as source
+      expect(verifyFrame(o.bytes).problems).toEqual([]);
+    }
+    expect(parseFrame(out[3].bytes).ip!.dst).toBe(backendAddr);
+    expect(eng.counters()['expectations-matched']).toBe(2);
+    // A media packet of no session on an unlisted port is refused.
+    const stray = runFrames(eng, [{ bytes: frame({ src: client, dst: '10.0.0.100', proto: 'udp', sport: 5009, dport: 7009, payload: new Uint8Array(8) }) }])[0];
+    expect(stray.verdict).toBe('drop');
+    expect(stray.reason).toBe('no-service');
   });
 });
