@@ -450,6 +450,16 @@ function fragKey(): usize {
   return k2;
 }
 
+/** Verdict "to backend j" and its load: the frame is already rewritten. */
+function toBackend(d: usize, j: u32): void {
+  store<u8>(d, VERDICT_BACKEND, 24);
+  store<u16>(d, <u16>j, 26);
+  const s = bstatPtr(j);
+  bump(s + BS_PACKETS, 1);
+  bump(s + BS_BYTES, load<u32>(d, 8));
+  count(C_TX_BACKEND);
+}
+
 /** Applies the VIP's forwarding method for a packet whose backend j is decided. */
 function deliver(d: usize, data: usize, caplen: u32, dir: u32, vip: u32, j: u32, h: u32): void {
   const v = vipPtr(vip);
@@ -474,13 +484,7 @@ function deliver(d: usize, data: usize, caplen: u32, dir: u32, vip: u32, j: u32,
       count(C_ENCAPSULATED);
     }
     if (!pIsEthernet) count(C_L2_CONVERTED);
-    store<u8>(d, VERDICT_BACKEND, 24);
-    store<u16>(d, <u16>j, 26);
-    const s = bstatPtr(j);
-    bump(s + BS_PACKETS, 1);
-    bump(s + BS_BYTES, load<u32>(d, 8));
-    count(C_TX_BACKEND);
-    return;
+    return toBackend(d, j);
   }
   // Towards the client.
   if (dir == DIR_BACKEND) {
@@ -583,13 +587,7 @@ function icmpToVip(d: usize, data: usize, caplen: u32, vip: u32, now: u32): void
     adjust(data + pL4 + 2, dIcmp);
     count(C_NAT_REWRITES);
     emitL2(d, data, 0, true, b + B_MAC, 0, 0, pEthertype);
-    store<u8>(d, VERDICT_BACKEND, 24);
-    store<u16>(d, <u16>j, 26);
-    const s = bstatPtr(j);
-    bump(s + BS_PACKETS, 1);
-    bump(s + BS_BYTES, load<u32>(d, 8));
-    count(C_TX_BACKEND);
-    return;
+    return toBackend(d, j);
   }
   deliver(d, data, caplen, DIR_FWD, vip, j, h);
 }

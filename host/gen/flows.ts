@@ -28,6 +28,7 @@
 // precomputed (prefix sums), so no per-byte work is done except copying.
 import { PcapWriter } from '../io/pcap-writer.js';
 import { Rng } from './rng.js';
+import { put16, put32, halves, fold } from './bytes.js';
 
 export interface FlowGenOptions {
   out: string;
@@ -198,26 +199,7 @@ export function resolveFlowOptions(o: FlowGenOptions): Resolved {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Byte helpers (the frame buffer is written field by field)
-
-function put16(b: Uint8Array, o: number, v: number): void {
-  b[o] = v >>> 8;
-  b[o + 1] = v;
-}
-
-function put32(b: Uint8Array, o: number, v: number): void {
-  b[o] = v >>> 24;
-  b[o + 1] = v >>> 16;
-  b[o + 2] = v >>> 8;
-  b[o + 3] = v;
-}
-
-const halves = (w: number) => (w >>> 16) + (w & 0xffff);
-
-function fold(s: number): number {
-  s = (s & 0xffff) + (s >>> 16);
-  return (s & 0xffff) + (s >>> 16);
-}
+// Byte helpers: host/gen/bytes.ts
 
 const ETH_IPV4 = 0x0800;
 const ETH_IPV6 = 0x86dd;

@@ -57,6 +57,7 @@
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { parseAddress } from './flows.js';
 import { Rng } from './rng.js';
+import { put16, put32, halves, fold } from './bytes.js';
 
 export type SessionIdStyle = 'hex' | 'decimal' | 'mixed';
 
@@ -187,26 +188,7 @@ export function resolveRtspOptions(o: RtspGenOptions): Resolved {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Byte helpers
-
-function put16(b: Uint8Array, o: number, v: number): void {
-  b[o] = v >>> 8;
-  b[o + 1] = v;
-}
-
-function put32(b: Uint8Array, o: number, v: number): void {
-  b[o] = v >>> 24;
-  b[o + 1] = v >>> 16;
-  b[o + 2] = v >>> 8;
-  b[o + 3] = v;
-}
-
-const halves = (w: number) => (w >>> 16) + (w & 0xffff);
-
-function fold(s: number): number {
-  while (s > 0xffff) s = (s % 0x10000) + Math.floor(s / 0x10000);
-  return s;
-}
+// Byte helpers: host/gen/bytes.ts
 
 /** Sum of the big-endian 16-bit words of b[start, start+len) (start even relative to the L4 header). */
 function wordSum(b: Uint8Array, start: number, len: number): number {
