@@ -9,6 +9,8 @@ const USAGE = `usage: sessionlb <command> [options]
 commands:
   replay IN --config FILE --out DIR   balance a capture file, write per-backend captures and report.json
   generate flows --out FILE ...       write a deterministic capture of client flows to VIPs
+  evaluate IN --config FILE           compare the flow, client and session policies on a capture:
+                                      session integrity, balance, completed sessions per second
   help [command]                      this text, or a command's options
 
 Every command takes --help. Exit codes: 0 done, 1 bad input or config, 2 usage error.`;
@@ -30,6 +32,10 @@ async function main(argv: string[]): Promise<number> {
     case 'generate': {
       const { runGenerate } = await import('./generate.js');
       return runGenerate(rest);
+    }
+    case 'evaluate': {
+      const { runEvaluate } = await import('./evaluate.js');
+      return runEvaluate(rest);
     }
     case 'help':
     case '--help':
