@@ -33,7 +33,7 @@ import {
   V_ADDR, V_TSRC4, V_TSRC6, V_METHOD, V_SCHED, V_PROTOS, V_GUE_PORT, B_ADDR, B_MAC, B_STATE, B_VIP,
   B_ACTIVE, B_FAMILY, BS_PACKETS, BS_BYTES, BS_FLOWS, BS_REPLY_PACKETS, BS_REPLY_BYTES, BS_RESTEERED_IN,
   M_NAT, M_DR, S_SH, ST_DOWN, ST_ACTIVE, PROTO_TCP_BIT, PROTO_UDP_BIT, V_POLICY, V_MAX_SESSIONS, V_FIRST, V_COUNT,
-  B_MAX_SESSIONS, B_SESSIONS, B_WEIGHT, P_SESSION, P_CLIENT, isRtspPort, V_SESSION_RATE, V_RATE_TOKENS, V_RATE_TS,
+  B_MAX_SESSIONS, B_SESSIONS, B_WEIGHT, P_SESSION, P_CLIENT, isRtspPort, V_SESSION_RATE, V_RATE_TOKENS, V_RATE_TS, V_SESSION_FLAGS, VF_CLIENT_AFFINITY,
 } from './lb/config';
 import { emitFlow, EV_FLOW_CREATED, EV_FLOW_RESTEERED, CR_REUSED } from './events';
 import { copy16 } from './mem';
@@ -282,10 +282,11 @@ function processOne(d: usize, preHash: u32): void {
       emitFlow(EV_FLOW_CREATED, 0, <u32>j, now, e);
     }
   } else {
-    // A new control connection from a client with an active session goes to that session's
-    // backend (client+session affinity: bound at the SYN, before any RTSP byte is seen).
+    // With client affinity, a new control connection from a client with an active session goes to
+    // that session's backend (bound at the SYN, before any RTSP byte is seen: every user behind
+    // one NAT address then shares that backend, which is why it is an option, off by default).
     let sa: i32 = -1;
-    if (control && dir == DIR_FWD) {
+    if (control && dir == DIR_FWD && (<u32>load<u8>(v + V_SESSION_FLAGS) & VF_CLIENT_AFFINITY)) {
       sa = affinityLookup(<u32>vip, k);
       if (sa >= 0 && <u32>load<u8>(backendPtr(sessionBackend(<u32>sa)) + B_STATE) == ST_DOWN) sa = -1;
     }

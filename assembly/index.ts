@@ -66,7 +66,7 @@ export function set_backend_state(j: u32, state: u32, nowS: u32): void {
   emit(EV_BACKEND_STATE, state, j, nowS);
 }
 
-export function config_vip_sessions(i: u32, policy: u32, maxSessions: u32, sessionRate: u32): u32 { return configVipSessions(i, policy, maxSessions, sessionRate); }
+export function config_vip_sessions(i: u32, policy: u32, maxSessions: u32, sessionRate: u32, flags: u32): u32 { return configVipSessions(i, policy, maxSessions, sessionRate, flags); }
 export function config_backend_sessions(j: u32, maxSessions: u32): void { configBackendSessions(j, maxSessions); }
 export function config_sessions(globalMax: u32, graceS: u32, setupS: u32): void {
   setSessionLimits(globalMax, graceS);

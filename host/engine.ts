@@ -113,7 +113,7 @@ export class Engine {
       } else ex.config_vip_ports(i, 1);
       this.mem.fill(0, scratch, scratch + 8);
       v.rtspPorts.slice(0, 4).forEach((port, k) => this.dv.setUint16(scratch + 2 * k, port, true));
-      ex.config_vip_sessions(i, POLICIES.indexOf(v.policy), v.maxSessions, v.sessionRate);
+      ex.config_vip_sessions(i, POLICIES.indexOf(v.policy), v.maxSessions, v.sessionRate, v.clientAffinity ? 1 : 0);
       this.ringOffsets.push(ringOff);
       v.backends.forEach((b) => {
         this.mem.set(addressBytes(b.address), scratch);

@@ -39,7 +39,7 @@ export interface EngineExports {
   config_backend(j: number, vip: number, weight: number, state: number, macHi: number, macLo: number): number;
   config_commit(vipCount: number, backendCount: number): number;
   set_backend_state(j: number, state: number, nowS: number): void;
-  config_vip_sessions(i: number, policy: number, maxSessions: number, sessionRate: number): number;
+  config_vip_sessions(i: number, policy: number, maxSessions: number, sessionRate: number, flags: number): number;
   config_backend_sessions(j: number, maxSessions: number): void;
   config_sessions(globalMax: number, graceS: number, setupS: number): void;
   session_table_ptr(): number;

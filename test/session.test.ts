@@ -168,11 +168,19 @@ describe('client+session affinity and session rate (synthetic control connection
     ];
   }
 
-  it('a new control connection from a client with an active session reaches its backend', () => {
+  it('without clientAffinity (the default), new control connections are balanced by the scheduler', () => {
+    const client = '198.18.7.99';
+    const eng = makeEngine(cfg());
+    runFrames(eng, setup(client, 40000, 'S0'));
+    const more = runFrames(eng, Array.from({ length: 20 }, (_, i) => ({ bytes: frame({ src: client, dst: '10.0.0.100', proto: 'tcp', sport: 41000 + i, dport: 554, tcpFlags: 'S', seq: 1 }) })));
+    expect(new Set(more.map((o) => o.backend)).size).toBeGreaterThan(1);
+  });
+
+  it('with clientAffinity, a new control connection from a client with an active session reaches its backend', () => {
     let differs = 0;
     for (let c = 1; c <= 20; c++) {
       const client = `198.18.7.${c}`;
-      const eng = makeEngine(cfg());
+      const eng = makeEngine(cfg({ clientAffinity: true }));
       const first = runFrames(eng, setup(client, 40000, `S${c}`));
       const backend = first[0].backend;
       expect(eng.counters()['sessions-started']).toBe(1);

@@ -27,6 +27,8 @@ export const V_RTSP_PORTS: u32 = 80; // u16[4], network byte order, 0 = unused
 export const V_SESSION_RATE: u32 = 88; // u32 new sessions per second, 0 = no limit
 export const V_RATE_TOKENS: u32 = 92; // u32 thousandths of a session (token bucket, burst = 1 s)
 export const V_RATE_TS: u32 = 96; // u32 packet time of the last refill
+export const V_SESSION_FLAGS: u32 = 100; // u8 VF_*
+export const VF_CLIENT_AFFINITY: u32 = 1; // new control connections follow the client's active session
 
 export const M_NAT: u32 = 0;
 export const M_DR: u32 = 1;
@@ -136,7 +138,7 @@ export function configVip(
 }
 
 /** Policy, session limit and RTSP ports of VIP i; the ports (u16[4], host order, 0 = none) at scratch. */
-export function configVipSessions(i: u32, policy: u32, maxSessions: u32, sessionRate: u32): u32 {
+export function configVipSessions(i: u32, policy: u32, maxSessions: u32, sessionRate: u32, flags: u32): u32 {
   if (i >= maxVips) return 1;
   if (policy > P_SESSION) return 2;
   if (sessionRate > 4000000) return 3;
@@ -146,6 +148,7 @@ export function configVipSessions(i: u32, policy: u32, maxSessions: u32, session
   store<u32>(v + V_SESSION_RATE, sessionRate);
   store<u32>(v + V_RATE_TOKENS, sessionRate * 1000);
   store<u32>(v + V_RATE_TS, 0);
+  store<u8>(v + V_SESSION_FLAGS, <u8>flags);
   for (let k: u32 = 0; k < 4; k++) store<u16>(v + V_RTSP_PORTS + k * 2, bswap<u16>(load<u16>(scratchPtr + k * 2)));
   return 0;
 }

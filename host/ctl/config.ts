@@ -37,6 +37,8 @@ export interface VipConfig {
   rtspPorts: number[];
   maxSessions: number; // concurrent sessions on this VIP, 0 = no limit
   sessionRate: number; // new sessions per second (packet time), 0 = no limit
+  /** New control connections from a client with an active session go to its backend (see docs/abi.md). */
+  clientAffinity: boolean;
   tunnel: { source: string | null; source6: string | null; guePort: number };
   backends: BackendConfig[];
 }
@@ -219,7 +221,7 @@ export function parseConfig(raw: unknown): Config {
   const vips = raw.vips.map((rv, i): VipConfig => {
     const p = `vips[${i}].`;
     if (!isObj(rv)) throw new ConfigError(`vips[${i}]`, 'must be an object');
-    only(rv, `vips[${i}]`, ['address', 'ports', 'protocols', 'method', 'scheduler', 'ringSize', 'policy', 'rtspPorts', 'maxSessions', 'sessionRate', 'tunnel', 'backends']);
+    only(rv, `vips[${i}]`, ['address', 'ports', 'protocols', 'method', 'scheduler', 'ringSize', 'policy', 'rtspPorts', 'maxSessions', 'sessionRate', 'clientAffinity', 'tunnel', 'backends']);
     const va = address(rv, 'address', p);
     const norm = Buffer.from(addressBytes(va.address)).toString('hex');
     if (seenVip.has(norm)) throw new ConfigError(`${p}address`, `${va.address} is configured twice`);
@@ -260,6 +262,8 @@ export function parseConfig(raw: unknown): Config {
     }
     const maxSessions = int(rv, 'maxSessions', p, 0, 0, 1 << 30);
     const sessionRate = int(rv, 'sessionRate', p, 0, 0, 4_000_000);
+    if (rv.clientAffinity !== undefined && typeof rv.clientAffinity !== 'boolean') throw new ConfigError(`${p}clientAffinity`, 'must be true or false');
+    const clientAffinity = rv.clientAffinity === true;
     if (!isPrime(ringSize)) throw new ConfigError(`${p}ringSize`, `must be a prime number (${ringSize} is not; 65537 is the default)`);
     const tunnel = { source: null as string | null, source6: null as string | null, guePort: DEFAULT_GUE_PORT };
     if (rv.tunnel !== undefined) {
@@ -312,7 +316,7 @@ export function parseConfig(raw: unknown): Config {
     if (ringSize < backends.length) throw new ConfigError(`${p}ringSize`, `must be at least the number of backends (${backends.length})`);
     if (!tunnel.source && va.family === 4) tunnel.source = va.address;
     if (!tunnel.source6 && va.family === 6) tunnel.source6 = va.address;
-    return { address: va.address, family: va.family, ports, protocols, method, scheduler, ringSize, policy, rtspPorts, maxSessions, sessionRate, tunnel, backends };
+    return { address: va.address, family: va.family, ports, protocols, method, scheduler, ringSize, policy, rtspPorts, maxSessions, sessionRate, clientAffinity, tunnel, backends };
   });
   const maxSessions = int(raw, 'maxSessions', '', 0, 0, 1 << 30);
   return { mac: lbMac, gatewayMac: gwMac, flowCapacity, hashKey, timeouts, maxSessions, vips };
