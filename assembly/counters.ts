@@ -43,6 +43,14 @@ export const C_RTSP_MESSAGES: u32 = 36;
 export const C_RTSP_ERRORS: u32 = 37;
 export const C_RTSP_PARTIAL: u32 = 38;
 export const C_RTSP_INTERLEAVED: u32 = 39;
+// RTSP control-stream reassembly (session/reassembly.ts).
+export const C_RTSP_REASM_HELD: u32 = 40; // segments ahead of the next expected byte, held
+export const C_RTSP_REASM_DROPPED: u32 = 41; // gaps given up: the hold was full, or the peer acknowledged past it
+export const C_RTSP_REASM_OVERFLOW: u32 = 42; // a header block larger than the buffer: resynchronise
+export const C_RTSP_REASM_SLOTS_FULL: u32 = 43; // no slot for a control connection: segment inspected alone
+export const C_RTSP_REASM_RETRANSMITS: u32 = 44; // segments starting before the next expected byte (ignored or trimmed)
+export const C_RTSP_REASM_BUFFERS_FULL: u32 = 45; // no free buffer for a direction's pending bytes: resynchronise
+export const C_RTSP_REASM_TRUNCATED: u32 = 46; // segments cut short by the capture or IP fragmentation
 
 // Drop reasons.
 export const D_TRUNCATED: u32 = 1;

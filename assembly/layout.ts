@@ -28,6 +28,9 @@ export const FRAG_BUCKETS: u32 = 1024; // x WAYS entries
 export const BADDR_SLOTS_PER_BACKEND: u32 = 2; // backend address index load factor <= 0.5
 export const SESSION_SIZE: u32 = 64;
 export const RTSP_RESULT_BYTES: u32 = 1024;
+/** RTSP control-stream reassembly (session/reassembly.ts): per-connection slot record, buffer. */
+export const REASM_SLOT_SIZE: u32 = 128;
+export const REASM_BUF: u32 = 4096; // bytes per direction's window (a pooled buffer)
 
 export let descPtr: usize = 0;
 export let arenaPtr: usize = 0;
@@ -57,6 +60,13 @@ export let fragsPtr: usize = 0;
 export let sessionsPtr: usize = 0;
 export let sessionMask: u32 = 0; // session records - 1 (a power of two: flow capacity / 16, at least 1024)
 export let rtspResultPtr: usize = 0; // the tokenizer's result record for the current segment
+export let reasmOwnersPtr: usize = 0; // u32[slots]: control flow entry index + 1 owning each slot, 0 = free
+export let reasmSlotsPtr: usize = 0; // REASM_SLOT_SIZE-byte slot records
+export let reasmMask: u32 = 0; // slots - 1 (a power of two: flow capacity / 32, 512..32768)
+export let reasmBufsPtr: usize = 0; // REASM_BUF-byte buffers, lent to directions with pending bytes
+export let reasmFreePtr: usize = 0; // u16[buffers]: stack of returned buffer numbers
+export let reasmBufCount: u32 = 0; // buffers: slots / 4, 128..2048
+export let reasmTmpPtr: usize = 0; // a 64-byte direction record for segments inspected without a slot
 export let affinityPtr: usize = 0; // (VIP, client) -> latest session: 32-byte entries, as many as session records
 export let keyPtr: usize = 0; // 64-byte work area for the current packet's flow key
 export let key2Ptr: usize = 0; // second key (source hash, frag key)
@@ -126,6 +136,13 @@ export function layout(
   sessionsPtr = carve(<usize>sessions * SESSION_SIZE, 64);
   rtspResultPtr = carve(RTSP_RESULT_BYTES, 64);
   affinityPtr = carve(<usize>sessions * 32, 64);
+  const rslots = pow2ceil(min<u32>(32768, max<u32>(512, flowCapacity >> 5)));
+  const rbufs = min<u32>(2048, max<u32>(128, rslots >> 2));
+  reasmOwnersPtr = carve(<usize>rslots * 4, 64);
+  reasmSlotsPtr = carve(<usize>rslots * REASM_SLOT_SIZE, 64);
+  reasmFreePtr = carve(<usize>rbufs * 2, 64);
+  reasmTmpPtr = carve(64, 64);
+  reasmBufsPtr = carve(<usize>rbufs * REASM_BUF, 64);
   eventsPtr = carve(<usize>events * EVENT_SIZE, 64);
   flowsPtr = carve(<usize>buckets * WAYS * FLOW_SIZE, 256); // flow refs use the low 8 bits
   arenaPtr = carve(arenaBytes, 64);
@@ -143,6 +160,8 @@ export function layout(
   ringEntries = rings;
   flowBucketMask = buckets - 1;
   sessionMask = sessions - 1;
+  reasmMask = rslots - 1;
+  reasmBufCount = rbufs;
   prefetchPass = <usize>buckets * WAYS * FLOW_SIZE > PREFETCH_TABLE_BYTES;
   eventCap = events;
   arenaSize = arenaBytes;

@@ -22,6 +22,7 @@ import { emitFlow, EV_FLOW_CLOSED, CR_EXPIRED, CR_EVICTED, CR_FLUSH, CR_UNUSED }
 import { closeSession, sessionUnref, SE_CONTROL_LOST } from '../session/table';
 import { backendPtr, B_ACTIVE } from './config';
 import { copy40 } from '../mem';
+import { reasmRelease } from '../session/reassembly';
 
 export const BUCKET_SIZE: u32 = 256;
 
@@ -117,6 +118,7 @@ let flushCursor: u32 = 0;
 
 /** Closes a live flow: event, backend load, counters. */
 export function closeFlow(r: usize, reason: u32, now: u32): void {
+  reasmRelease(r); // an RTSP control connection's reassembly state
   const be = <u32>load<u16>(fBackend(r));
   const expected = (<u32>load<u8>(fFlags(r)) & FL_EXPECTED) != 0;
   if (expected) {

@@ -1,24 +1,19 @@
-// RTSP control-connection inspection (policy "session"): each TCP segment of a connection to one
-// of the VIP's RTSP ports is run through the tokenizer. A SETUP reply that carries a Session id
-// creates the session on the control connection's backend (or finds it) and turns every UDP
-// transport it negotiates into expectations: flow-table entries for the RTP and RTCP flows, made
-// before their first packet and pinned to the session's backend, whatever the scheduler would say.
-// A TEARDOWN closes the session (after a grace period); any request naming it keeps it alive.
-//
-// Limit of this version: a message must start at the beginning of a segment and end within it
-// (true of the captures of GStreamer, VLC and ffmpeg here); segments that begin inside a message
-// are counted as rtsp-partial and not parsed. Interleaved ($-framed) data is recognised and
-// skipped; it stays on the control connection, hence on the session's backend.
+// RTSP control-connection inspection (policy "session"): the TCP payload of a connection to one
+// of the VIP's RTSP ports goes through the control-stream reassembly (reassembly.ts), which puts
+// each direction's bytes back in order and hands every complete message to handleMessage here.
+// A SETUP reply that carries a Session id creates the session on the control connection's backend
+// (or finds it) and turns every UDP transport it negotiates into expectations: flow-table entries
+// for the RTP and RTCP flows, made before their first packet and pinned to the session's backend,
+// whatever the scheduler would say. A TEARDOWN closes the session (after a grace period); any
+// request naming it keeps it alive. Interleaved ($-framed) data is skipped by the reassembly; it
+// stays on the control connection, hence on the session's backend.
 import { rtspResultPtr, key2Ptr } from '../layout';
 import {
-  rtspParse, R_KIND, R_METHOD, R_CODE, R_FLAGS, R_SPECS, R_SESSION_SPAN, R_TIMEOUT, R_SPEC0, SPEC_SIZE,
+  R_KIND, R_METHOD, R_CODE, R_FLAGS, R_SPECS, R_SESSION_SPAN, R_TIMEOUT, R_SPEC0, SPEC_SIZE,
   T_FLAGS, T_LOWER, T_CAST, T_CLIENT_PORT, T_SERVER_PORT, TF_CLIENT_PORT, TF_CLIENT_PORT_RANGE, TF_SERVER_PORT,
   TF_SERVER_PORT_RANGE, F_SESSION, METHOD_TEARDOWN,
 } from './rtsp';
-import {
-  count, C_RTSP_MESSAGES, C_RTSP_ERRORS, C_RTSP_PARTIAL, C_RTSP_INTERLEAVED, C_EXPECTATIONS_CREATED,
-  C_EXPECTATIONS_EXISTING,
-} from '../counters';
+import { count, C_EXPECTATIONS_CREATED, C_EXPECTATIONS_EXISTING } from '../counters';
 import { findSession, createSession, touchSession, reviveSession, closeSession, sessionRef, SE_TEARDOWN } from './table';
 import {
   lookupFlow, insertFlow, fBackend, fFlags, fState, fExpire, flowSession, setFlowSession, FL_EXPECTED, TS_NONE,
@@ -26,32 +21,41 @@ import {
 } from '../lb/flowtable';
 import { flowHash } from '../lb/flowhash';
 import { copy16 } from '../mem';
+import { pSrc, pL3, pL4, pL3Len, pFamily, pProto, pHasL4, pFragment } from '../net/parse';
+import { reasmSegment, reasmStateless } from './reassembly';
 
 /**
  * Inspects one TCP payload [p, p+len) of control flow `flow` (key: client first, at k; VIP vip,
- * backend j). `fromClient`: the segment goes client -> VIP.
+ * backend j) of the packet being processed. `fromClient`: the segment goes client -> VIP.
  */
 export function inspectControl(p: usize, len: u32, fromClient: bool, flow: usize, k: usize, vip: u32, j: u32, now: u32): void {
   if (len == 0) return;
-  if (load<u8>(p) == 0x24) { // '$': interleaved RTP/RTCP on the control connection
-    count(C_RTSP_INTERLEAVED);
-    return;
+  // The TCP header of the current packet, from the parser's state: the frame starts where the IP
+  // source address (pSrc) lies minus its offset in the IP header.
+  if (pProto == 6 && pHasL4) {
+    const th = pSrc - <usize>(pFamily == 4 ? 12 : 8) - <usize>pL3 + <usize>pL4;
+    const hl = (<u32>load<u8>(th + 12) >> 4) << 2;
+    if (th + hl == p) {
+      const ipEnd = pL3 + pL3Len, start = pL4 + hl;
+      const real = ipEnd > start ? ipEnd - start : 0; // bytes sent; len may be fewer (capture length)
+      reasmSegment(p, len, real, bswap<u32>(load<u32>(th + 4)), bswap<u32>(load<u32>(th + 8)), <u32>load<u8>(th + 13),
+        pFragment, fromClient, flow, k, vip, j, now);
+      return;
+    }
   }
+  reasmStateless(p, len, fromClient, flow, k, vip, j, now);
+}
+
+/**
+ * One complete RTSP message at m, tokenized into the result record (rtspResultPtr; spans are
+ * relative to m), seen on control flow `flow` in direction `fromClient`.
+ */
+export function handleMessage(m: usize, fromClient: bool, flow: usize, k: usize, vip: u32, j: u32, now: u32): void {
   const r = rtspResultPtr;
-  const st = rtspParse(p, len, r);
-  if (st < 0) {
-    count(C_RTSP_ERRORS);
-    return;
-  }
-  if (st == 0) {
-    count(C_RTSP_PARTIAL);
-    return;
-  }
-  count(C_RTSP_MESSAGES);
   const flags = load<u32>(r + R_FLAGS);
   if (!(flags & F_SESSION)) return;
   const span = load<u32>(r + R_SESSION_SPAN);
-  const idPtr = p + (span & 0xffff), idLen = span >> 16;
+  const idPtr = m + (span & 0xffff), idLen = span >> 16;
   let s = findSession(vip, idPtr, idLen);
   const kind = <u32>load<u8>(r + R_KIND);
   if (kind == 1) {

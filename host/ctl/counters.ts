@@ -10,6 +10,8 @@ export const COUNTER_NAMES = [
   'sessions-started', 'sessions-completed', 'sessions-timed-out', 'sessions-control-lost', 'sessions-refused',
   'session-table-full', 'expectations-created', 'expectations-matched', 'expectations-unused',
   'expectations-existing', 'rtsp-messages', 'rtsp-errors', 'rtsp-partial', 'rtsp-interleaved',
+  'rtsp-reasm-held', 'rtsp-reasm-dropped', 'rtsp-reasm-overflow', 'rtsp-reasm-slots-full',
+  'rtsp-reasm-retransmits', 'rtsp-reasm-buffers-full', 'rtsp-reasm-truncated',
 ] as const;
 
 export const DROP_NAMES = [
