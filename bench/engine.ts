@@ -136,12 +136,18 @@ export async function wasmVsTs(): Promise<Row[]> {
   return rows;
 }
 
-/** Bytes of linear memory per flow of flow-table capacity, measured from two init() sizes. */
-export function memoryPerFlow(): number {
+/**
+ * Bytes per flow of capacity: the flow table alone (its bytes over its entries), and all of linear
+ * memory, measured from two init() sizes (the session table, client affinity and control-stream
+ * reassembly state are sized from the flow capacity too).
+ */
+export function memoryPerFlow(): { table: number; total: number } {
   const size = (flows: number) => {
     const e = new Engine(natConfig(flows / 2));
-    return e.ex.memory.buffer.byteLength;
+    // init() carves the flow table immediately before the packet arena (assembly/layout.ts).
+    const table = e.ex.arena_ptr() - e.ex.flow_table_ptr();
+    return { bytes: e.ex.memory.buffer.byteLength, entries: e.ex.flow_table_entries(), table };
   };
   const a = size(1 << 20), b = size(1 << 21);
-  return (b - a) / (1 << 20);
+  return { table: b.table / b.entries, total: (b.bytes - a.bytes) / (b.entries - a.entries) };
 }

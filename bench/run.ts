@@ -141,7 +141,10 @@ async function main() {
 
   // 4. Memory per flow.
   const mpf = memoryPerFlow();
-  table('Flow table memory', ['what', 'bytes'], [['linear memory per flow of capacity (init with 2M minus 1M flows, divided by 1M)', mpf.toFixed(1)]]);
+  table('Flow table memory', ['what', 'bytes'], [
+    ['flow table per tracked flow (4 flows per 256-byte bucket, docs/abi.md)', mpf.table.toFixed(1)],
+    ['all linear memory per flow of capacity (init with 2M minus 1M flows): flow table + sessions, client affinity and RTSP reassembly sized from it', mpf.total.toFixed(1)],
+  ]);
 
   const text = `# Benchmark results\n\nProduced by \`npm run bench\`${quick ? ' -- --quick' : ''} (bench/run.ts). Figures are measured side by side in one run on the machine below; the machine is shared, so compare ratios rather than absolute numbers.\n\n## Machine\n\n${machine()}\n\n${rows.join('\n')}`;
   writeFileSync(outFile, text);
