@@ -29,6 +29,7 @@
 import { PcapWriter } from '../io/pcap-writer.js';
 import { Rng } from './rng.js';
 import { put16, put32, halves, fold } from './bytes.js';
+import { checkers } from './check.js';
 
 export interface FlowGenOptions {
   out: string;
@@ -161,12 +162,7 @@ export function resolveFlowOptions(o: FlowGenOptions): Resolved {
   const fail = (opt: keyof FlowGenOptions, msg: string): never => {
     throw new FlowOptionError(opt, msg);
   };
-  const int = (opt: keyof FlowGenOptions, v: number, min: number, max: number) => {
-    if (!Number.isSafeInteger(v) || v < min || v > max) fail(opt, `must be an integer from ${min} to ${max}, got ${v}`);
-  };
-  const share = (opt: keyof FlowGenOptions, v: number) => {
-    if (!(v >= 0 && v <= 1)) fail(opt, `must be a number from 0 to 1, got ${v}`);
-  };
+  const { int, share } = checkers<keyof FlowGenOptions>(fail);
   if (typeof r.out !== 'string' || r.out === '') fail('out', 'an output file is required');
   int('packets', r.packets, 1, 2 ** 31 - 1);
   int('flows', r.flows, 1, 2 ** 31 - 1);

@@ -58,6 +58,7 @@ import { closeSync, openSync, writeSync } from 'node:fs';
 import { parseAddress } from './flows.js';
 import { Rng } from './rng.js';
 import { put16, put32, halves, fold } from './bytes.js';
+import { checkers } from './check.js';
 
 export type SessionIdStyle = 'hex' | 'decimal' | 'mixed';
 
@@ -156,12 +157,7 @@ export function resolveRtspOptions(o: RtspGenOptions): Resolved {
   const fail = (opt: keyof RtspGenOptions, msg: string): never => {
     throw new RtspOptionError(opt, msg);
   };
-  const int = (opt: keyof RtspGenOptions, v: number, min: number, max: number) => {
-    if (!Number.isSafeInteger(v) || v < min || v > max) fail(opt, `must be an integer from ${min} to ${max}, got ${v}`);
-  };
-  const share = (opt: keyof RtspGenOptions, v: number) => {
-    if (!(v >= 0 && v <= 1)) fail(opt, `must be a number from 0 to 1, got ${v}`);
-  };
+  const { int, share } = checkers<keyof RtspGenOptions>(fail);
   if (typeof r.out !== 'string' || r.out === '') fail('out', 'an output file is required');
   int('sessions', r.sessions, 1, 2 ** 31 - 1);
   int('seed', r.seed, 0, Number.MAX_SAFE_INTEGER);
