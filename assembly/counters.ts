@@ -51,6 +51,14 @@ export const C_RTSP_REASM_SLOTS_FULL: u32 = 43; // no slot for a control connect
 export const C_RTSP_REASM_RETRANSMITS: u32 = 44; // segments starting before the next expected byte (ignored or trimmed)
 export const C_RTSP_REASM_BUFFERS_FULL: u32 = 45; // no free buffer for a direction's pending bytes: resynchronise
 export const C_RTSP_REASM_TRUNCATED: u32 = 46; // segments cut short by the capture or IP fragmentation
+// RTSP NAT traversal (session/rtspnat.ts): backend addresses in the server's messages become the VIP's.
+export const C_RTSP_NAT_REWRITES: u32 = 47; // replacements made (address, URL host, SDP address, Content-Length)
+export const C_RTSP_NAT_REAPPLIED: u32 = 48; // logged replacements made again in retransmitted segments
+export const C_RTSP_NAT_MISSED: u32 = 49; // backend addresses left as they were (see docs/abi.md)
+export const C_RTSP_NAT_RESIZED: u32 = 50; // segments whose length changed
+export const C_RTSP_NAT_BYTES_ADDED: u32 = 51; // bytes the replacements added
+export const C_RTSP_NAT_BYTES_REMOVED: u32 = 52; // bytes they removed
+export const C_SEQADJ_ADJUSTED: u32 = 53; // segments whose seq, ack or SACK blocks were translated
 
 // Drop reasons.
 export const D_TRUNCATED: u32 = 1;

@@ -38,6 +38,7 @@ import {
 import { emitFlow, EV_FLOW_CREATED, EV_FLOW_RESTEERED, CR_REUSED } from './events';
 import { copy16 } from './mem';
 import { inspectControl } from './session/inspect';
+import { natPacket, natServerFinish } from './session/rtspnat';
 import { touchSession, hasCapacity, affinityLookup, sessionBackend } from './session/table';
 
 export const VERDICT_DROP: u8 = 0;
@@ -142,8 +143,8 @@ function parseFail(d: usize, r: i32): void {
 }
 
 function processOne(d: usize, preHash: u32): void {
-  const data = <usize>load<u32>(d);
-  const caplen = load<u32>(d, 4);
+  let data = <usize>load<u32>(d);
+  let caplen = load<u32>(d, 4);
   const wirelen = load<u32>(d, 8);
   const link = <u32>load<u16>(d, 14);
   const now = load<u32>(d, 16);
@@ -347,7 +348,17 @@ function processOne(d: usize, preHash: u32): void {
       const start = pL4 + ((<u32>load<u8>(data + pL4 + 12) >> 4) << 2);
       let end = pL3 + pL3Len;
       if (end > caplen) end = caplen;
+      // NAT: the server's messages name the VIP instead of the backend (session/rtspnat.ts). A
+      // client segment's ack and SACK blocks go back to the server's numbers before inspection;
+      // a server segment is inspected as the server sent it, then edited.
+      const nat = <u32>load<u8>(v + V_METHOD) == M_NAT;
+      natPacket(nat, data, caplen, dir == DIR_FWD, e, <u32>j, <u32>vip, start, end);
       if (end > start) inspectControl(data + start, end - start, dir == DIR_FWD, e, k, <u32>vip, <u32>j, now);
+      if (nat && dir != DIR_FWD) {
+        natServerFinish(d, e);
+        data = <usize>load<u32>(d);
+        caplen = load<u32>(d, 4);
+      }
     }
   }
   if (pFragment) {

@@ -29,7 +29,7 @@ export const BADDR_SLOTS_PER_BACKEND: u32 = 2; // backend address index load fac
 export const SESSION_SIZE: u32 = 64;
 export const RTSP_RESULT_BYTES: u32 = 1024;
 /** RTSP control-stream reassembly (session/reassembly.ts): per-connection slot record, buffer. */
-export const REASM_SLOT_SIZE: u32 = 128;
+export const REASM_SLOT_SIZE: u32 = 256; // 128 reassembly + 128 RTSP NAT (session/rtspnat.ts)
 export const REASM_BUF: u32 = 4096; // bytes per direction's window (a pooled buffer)
 
 export let descPtr: usize = 0;
@@ -67,6 +67,15 @@ export let reasmBufsPtr: usize = 0; // REASM_BUF-byte buffers, lent to direction
 export let reasmFreePtr: usize = 0; // u16[buffers]: stack of returned buffer numbers
 export let reasmBufCount: u32 = 0; // buffers: slots / 4, 128..2048
 export let reasmTmpPtr: usize = 0; // a 64-byte direction record for segments inspected without a slot
+/** RTSP NAT (session/rtspnat.ts): the packet's edit list, the replacement text, and a copy of an
+ * unfinished header block's complete lines for the tokenizer. */
+export let natEditsPtr: usize = 0;
+export let natTextPtr: usize = 0;
+export let natTmpPtr: usize = 0;
+export const NAT_EDITS: u32 = 32; // edits per packet (16 bytes each)
+export const NAT_TMP: u32 = 4160; // REASM_BUF + room for the terminating empty line
+/** Most bytes an RTSP NAT rewrite may grow one frame by (headroom_needed() adds 14 for Ethernet). */
+export const NAT_GROW_MAX: u32 = 240;
 export let affinityPtr: usize = 0; // (VIP, client) -> latest session: 32-byte entries, as many as session records
 export let keyPtr: usize = 0; // 64-byte work area for the current packet's flow key
 export let key2Ptr: usize = 0; // second key (source hash, frag key)
@@ -142,6 +151,9 @@ export function layout(
   reasmSlotsPtr = carve(<usize>rslots * REASM_SLOT_SIZE, 64);
   reasmFreePtr = carve(<usize>rbufs * 2, 64);
   reasmTmpPtr = carve(64, 64);
+  natEditsPtr = carve(NAT_EDITS * 16, 64);
+  natTextPtr = carve(64, 64);
+  natTmpPtr = carve(NAT_TMP, 64);
   reasmBufsPtr = carve(<usize>rbufs * REASM_BUF, 64);
   eventsPtr = carve(<usize>events * EVENT_SIZE, 64);
   flowsPtr = carve(<usize>buckets * WAYS * FLOW_SIZE, 256); // flow refs use the low 8 bits

@@ -2,7 +2,7 @@
 // the Maglev rings (Katran programHashRing style); the engine only reads them.
 import {
   vipsPtr, VIP_SIZE, portmapsPtr, PORTMAP_SIZE, backendsPtr, BACKEND_SIZE, maxVips, maxBackends,
-  scratchPtr, baddrPtr, baddrMask, ringEntries, bstatsPtr, BSTATS_SIZE,
+  scratchPtr, baddrPtr, baddrMask, ringEntries, bstatsPtr, BSTATS_SIZE, NAT_GROW_MAX,
 } from '../layout';
 
 // VIP record (VIP_SIZE bytes).
@@ -219,11 +219,15 @@ export function configCommit(vips: u32, backends: u32): u32 {
   vipCount = vips;
   backendCount = backends;
   // NAT and DR only ever prepend an Ethernet header to non-Ethernet input (14 bytes); tunnels
-  // prepend that plus the outer headers, IPv6 + UDP at most (14 + 40 + 8).
+  // prepend that plus the outer headers, IPv6 + UDP at most (14 + 40 + 8). NAT with policy
+  // session rewrites RTSP replies (session/rtspnat.ts): a frame may also grow in front by up to
+  // NAT_GROW_MAX bytes (240: e.g. 4 transport specs x 2 addresses x 30 bytes), 254 in all, within
+  // the 256 bytes of headroom() (config_vip_sessions must come before config_commit).
   neededHeadroom = 0;
   for (let i: u32 = 0; i < vips; i++) {
     const m = <u32>load<u8>(vipPtr(i) + V_METHOD);
-    const need: u32 = m == M_NAT || m == M_DR ? 14 : 62;
+    let need: u32 = m == M_NAT || m == M_DR ? 14 : 62;
+    if (m == M_NAT && <u32>load<u8>(vipPtr(i) + V_POLICY) == P_SESSION) need = 14 + NAT_GROW_MAX;
     if (need > neededHeadroom) neededHeadroom = need;
   }
   memory.fill(baddrPtr, 0, (<usize>baddrMask + 1) * 4);

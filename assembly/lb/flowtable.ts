@@ -35,6 +35,7 @@ export const TS_CLOSE: u32 = 4;
 
 export const FL_FROM_REPLY: u32 = 1; // first packet seen was the cluster's reply
 export const FL_EXPECTED: u32 = 2; // an expectation: made from a SETUP reply, no packet yet
+export const FL_SEQADJ: u32 = 4; // RTSP NAT changed the server's bytes: sequence numbers are translated
 
 /** Bytes counters keep 40 bits; the high 24 bits of the field hold the flow's session index + 1. */
 const BYTES_MASK: u64 = (<u64>1 << 40) - 1;

@@ -41,6 +41,16 @@ export const PARSE_TRUNCATED: i32 = 2;
 export const PARSE_LINKTYPE: i32 = 3;
 export const PARSE_BAD_IP: i32 = 4;
 
+/**
+ * The parsed frame moved by `shift` bytes and its IP datagram changed length by `grow` (an RTSP
+ * NAT rewrite, session/rtspnat.ts): offsets from the frame start stay, pointers and lengths follow.
+ */
+export function parsedMoved(shift: isize, grow: i32): void {
+  pSrc = <usize>(<isize>pSrc + shift);
+  pDst = <usize>(<isize>pDst + shift);
+  pL3Len = <u32>(<i32>pL3Len + grow);
+}
+
 @inline export function be16(p: usize): u32 {
   return <u32>bswap<u16>(load<u16>(p));
 }

@@ -11,8 +11,9 @@
 // over when its owner is stale (the entry now holds another flow, or its flow expired unswept).
 // No slot within the probe window: rtsp-reasm-slots-full, and the segment is inspected on its own.
 //
-//  slot (128 bytes): 0 flow sig u32 (when taken) | 4 flow entry index u32 | 8 last packet time u32
+//  slot (256 bytes): 0 flow sig u32 (when taken) | 4 flow entry index u32 | 8 last packet time u32
 //    16 direction client -> VIP (56 bytes) | 72 direction VIP -> client (56 bytes)
+//    128 RTSP NAT record (rtspnat.ts: sequence-number offsets and the edit log; zero when unused)
 //  direction: 0 flags u8 (1 initialised, 2 resynchronising) | 1 held ranges u8 (0..4)
 //    2 buffer u16 (number + 1, 0 = none) | 4 base u32: sequence number of the buffer's first byte
 //    8 rcv u32: next expected sequence number | 16 held ranges [4] x (start u32, end u32), sorted,
@@ -64,6 +65,7 @@ import {
 import { rtspParse, R_HEADER_LEN, R_MESSAGE_LEN } from './rtsp';
 import { fSig, fExpire, flowIndex } from '../lb/flowtable';
 import { handleMessage } from './inspect';
+import { natMessage, natPartial } from './rtspnat';
 
 const PROBE: u32 = 16; // slots looked at per lookup (64 bytes of owners)
 const HOLD_RANGES: u32 = 4; // out-of-order ranges held per direction
@@ -97,6 +99,8 @@ let freshBufs: u32 = 0; // buffers handed out at least once (the rest are untouc
 let curSlot: usize = 0; // the slot being worked on
 let aborted: bool = false; // ... was freed under us (its flow closed while a message was handled)
 let gSkip: u32 = 0; // scan(): bytes after the scanned ones that belong to its last message or frame
+let gScanSeq: u32 = 0; // scan(): sequence number of its first byte (for RTSP NAT's edits)
+let lastSlot: usize = 0; // the slot the last reasmSegment worked on (0: none, or freed meanwhile)
 
 // The packet being inspected, for handleMessage.
 let cFromClient: bool = false;
@@ -291,6 +295,33 @@ export function reasmRelease(flow: usize): void {
   }
 }
 
+/** The slot of control flow `flow` if it has one (never takes one), else 0. */
+export function reasmFind(flow: usize): usize {
+  if (!reasmLive) return 0;
+  const fi = flowIndex(flow) + 1;
+  const sig = load<u32>(fSig(flow));
+  const h = slotHome(fi);
+  for (let k: u32 = 0; k < PROBE; k++) {
+    const i = (h + k) & reasmMask;
+    if (load<u32>(ownerPtr(i)) == fi && load<u32>(slotPtr(i) + S_SIG) == sig) return slotPtr(i);
+  }
+  return 0;
+}
+
+/** The slot being worked on while a segment is parsed (0 when inspected without one). */
+export function reasmCurSlot(): usize {
+  return curSlot;
+}
+
+/** The slot the last reasmSegment call used, if it still belongs to the flow. */
+export function reasmLastSlot(): usize {
+  return lastSlot;
+}
+
+export function reasmClearLast(): void {
+  lastSlot = 0;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Sequence space
 
@@ -455,6 +486,7 @@ function scan(d: usize, b: usize, avail: u32, atStart: bool): u32 {
     const st = rtspParse(b + pos, rem, r);
     if (st > 0) {
       count(C_RTSP_MESSAGES);
+      natMessage(b + pos, gScanSeq + pos, st, cFromClient);
       handleMessage(b + pos, cFromClient, cFlow, cKey, cVip, cBackend, cNow);
       if (aborted) return avail;
       pos += <u32>st;
@@ -463,11 +495,13 @@ function scan(d: usize, b: usize, avail: u32, atStart: bool): u32 {
     if (st == 0) {
       if (load<u32>(r + R_HEADER_LEN) == 0) {
         count(C_RTSP_PARTIAL);
+        natPartial(b + pos, gScanSeq + pos, rem, cFromClient);
         return pos;
       }
       // The header block is complete, the body is not: handle it now, skip the body as it comes.
       count(C_RTSP_MESSAGES);
       const total = load<u32>(r + R_MESSAGE_LEN);
+      natMessage(b + pos, gScanSeq + pos, 0, cFromClient);
       handleMessage(b + pos, cFromClient, cFlow, cKey, cVip, cBackend, cNow);
       if (aborted) return avail;
       gSkip = total - rem;
@@ -518,6 +552,7 @@ function feed(d: usize, p: usize, n: u32, cs: u32, segStart: bool): void {
     const len = sdiff(rcv, base);
     if (n > 0 && len == 0 && nr == 0) {
       // Nothing pending: parse the segment where it lies and keep only an unfinished message.
+      gScanSeq = rcv;
       const used = scan(d, p, n, first);
       if (aborted) return;
       rcv += n;
@@ -569,6 +604,7 @@ function feed(d: usize, p: usize, n: u32, cs: u32, segStart: bool): void {
       rcv = load<u32>(d + D_RCV);
     }
     const avail = <u32>sdiff(rcv, base);
+    gScanSeq = base;
     const used = scan(d, bufPtr(b), avail, first && fresh);
     if (aborted) return;
     first = false;
@@ -658,6 +694,7 @@ export function reasmSegment(
   p: usize, len: u32, real: u32, seq: u32, ack: u32, flags: u32, fragmented: bool,
   fromClient: bool, flow: usize, k: usize, vip: u32, j: u32, now: u32,
 ): void {
+  lastSlot = 0;
   if (len == 0 || (flags & TCP_RST)) return;
   setContext(fromClient, flow, k, vip, j, now);
   const slot = slotFor(flow, now);
@@ -690,6 +727,7 @@ export function reasmSegment(
       store<u8>(d + D_NR, 0);
     }
   }
+  lastSlot = aborted ? 0 : slot;
   curSlot = 0;
   aborted = false;
 }
@@ -699,7 +737,9 @@ export function reasmStateless(p: usize, len: u32, fromClient: bool, flow: usize
   if (len == 0) return;
   setContext(fromClient, flow, k, vip, j, now);
   curSlot = 0;
+  lastSlot = 0;
   aborted = false;
+  gScanSeq = 0;
   store<u8>(reasmTmpPtr + D_FLAGS, 0);
   scan(reasmTmpPtr, p, len, true);
 }

@@ -12,6 +12,8 @@ export const COUNTER_NAMES = [
   'expectations-existing', 'rtsp-messages', 'rtsp-errors', 'rtsp-partial', 'rtsp-interleaved',
   'rtsp-reasm-held', 'rtsp-reasm-dropped', 'rtsp-reasm-overflow', 'rtsp-reasm-slots-full',
   'rtsp-reasm-retransmits', 'rtsp-reasm-buffers-full', 'rtsp-reasm-truncated',
+  'rtsp-nat-rewrites', 'rtsp-nat-reapplied', 'rtsp-nat-missed', 'rtsp-nat-resized', 'rtsp-nat-bytes-added',
+  'rtsp-nat-bytes-removed', 'seqadj-adjusted',
 ] as const;
 
 export const DROP_NAMES = [
