@@ -681,22 +681,23 @@ export function natServerFinish(desc: usize, flow: usize): void {
   const seq = bswap<u32>(load<u32>(data + pL4 + 4));
   const flags = <u32>load<u8>(rec + N_FLAGS);
   if (nCollect && (flags & NF_EDITED)) replayLogged(rec);
-  if (nCount && nCollect && pL3Len + nGrow <= 65535) {
+  // (A host that gave less headroom than headroom_needed() breaks the ABI; never wrap below 0.)
+  if (nCount && nCollect && pL3Len + nGrow <= 65535 && data >= <usize>(nGrow + 64)) {
     data = applyEdits(desc, data, caplen);
-    let resized = false;
+    let total: i32 = 0;
     for (let i: u32 = 0; i < nCount; i++) {
       const e = editPtr(i);
       const d = entryDelta(e);
       if (d > 0) count(C_RTSP_NAT_BYTES_ADDED, <u64>d);
       else if (d < 0) count(C_RTSP_NAT_BYTES_REMOVED, <u64>(-d));
-      if (d != 0) resized = true;
+      total += d;
       if (load<u8>(e + 7)) count(C_RTSP_NAT_REAPPLIED);
       else {
         count(C_RTSP_NAT_REWRITES);
         logAdd(rec, e);
       }
     }
-    if (resized) count(C_RTSP_NAT_RESIZED);
+    if (total != 0) count(C_RTSP_NAT_RESIZED);
     store<u8>(fFlags(flow), <u8>(<u32>load<u8>(fFlags(flow)) | FL_SEQADJ));
   } else {
     for (let i: u32 = 0; i < nCount; i++) if (!load<u8>(editPtr(i) + 7)) count(C_RTSP_NAT_MISSED);
