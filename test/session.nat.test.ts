@@ -865,3 +865,111 @@ describe('RTSP NAT traversal: state and hosts', () => {
     expect(t[0]).toContain(`source=${VIP};`);
   });
 });
+
+describe('RTSP NAT traversal: hostile control streams', () => {
+  it('random segments full of backend addresses, cuts, retransmissions, SACK, RST, truncation and raw IP: no trap, frames stay in their space, checksums hold', () => {
+    const VIP = '10.0.0.100';
+    const BACKENDS = ['10.0.1.1', '10.0.1.2', '10.0.1.3'];
+    for (const simd of [true, false]) {
+      const eng = makeEngine(natConfig({ vip: VIP, backends: BACKENDS }), { simd });
+      let x = 12345;
+      const rnd = (n: number) => {
+        x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+        return (x >>> 8) % n;
+      };
+      const pick = <T>(a: T[]) => a[rnd(a.length)];
+      const words = (b: string) => [
+        'RTSP/1.0 200 OK\r\n', 'CSeq: 7\r\n', 'Session: F;timeout=60\r\n', '\r\n', '\r\n',
+        `Transport: RTP/AVP;unicast;source=${b};client_port=5000-5001;server_port=7000-7001\r\n`,
+        `Transport: RTP/AVP;unicast;src_addr="${b}:7000"/"${b}:7001";dest_addr=":5000"\r\n`,
+        `Content-Base: rtsp://${b}:554/x/\r\n`, `RTP-Info: url=rtsp://${b}/a;seq=1,url=rtsp://${b}/b\r\n`,
+        'Content-Length: 40\r\n', 'Content-Length: 4000\r\n', `v=0\r\nc=IN IP4 ${b}\r\no=- 1 1 IN IP4 ${b}\r\n`,
+        `a=control:rtsp://${b}/t\r\n`, '$\x00\x00\x10', 'junk;;,,"\\', b, `source=${b}`, 'RTSP/1.0 ', 'Transport: ',
+      ];
+      const conns = Array.from({ length: 12 }, (_, i) => ({ client: `198.18.5.${i + 1}`, cport: 41000 + i, cseq: 1000 * i, sseq: u32(0xfffff000 + 7777 * i), backend: '', sent: 0 }));
+      const { mem, dv, descPtr, arenaPtr, arenaEnd, headroom } = eng;
+      let frames = 0;
+      for (let round = 0; round < 60; round++) {
+        const batch: { bytes: Uint8Array; link: number; wirelen: number; input: Uint8Array }[] = [];
+        for (let k = 0; k < 40; k++) {
+          const c = pick(conns);
+          let f: Uint8Array;
+          if (!c.backend || rnd(20) === 0) {
+            f = frame({ src: c.client, dst: VIP, proto: 'tcp', sport: c.cport, dport: 554, tcpFlags: 'S', seq: c.cseq });
+          } else if (rnd(3) === 0) {
+            const sack: [number, number][] = Array.from({ length: rnd(4) }, () => [u32(c.sseq + rnd(3000)), u32(c.sseq + rnd(3000))]);
+            f = frame({ src: c.client, dst: VIP, proto: 'tcp', sport: c.cport, dport: 554, tcpFlags: pick(['A', 'PA', 'R', 'FA']), seq: u32(c.cseq + 1),
+              ack: u32(c.sseq + rnd(4000)), tcpOptions: sack.length ? sackOption(sack) : undefined, payload: rnd(2) ? enc('GET_PARAMETER rtsp://x RTSP/1.0\r\nCSeq: 1\r\n\r\n') : undefined });
+          } else {
+            let text = '';
+            const n = 1 + rnd(12);
+            if (rnd(3)) {
+              // A well-formed reply with a few address-bearing headers.
+              text = 'RTSP/1.0 200 OK\r\nCSeq: 7\r\n';
+              for (let i = 0; i < n; i++) text += pick(words(pick([c.backend, c.backend, '10.0.1.9', VIP])).slice(5, 9));
+              text += '\r\n';
+            } else for (let i = 0; i < n; i++) text += pick(words(pick([c.backend, c.backend, '10.0.1.9', VIP])));
+            const back = rnd(4) === 0 ? rnd(Math.max(1, c.sent)) : 0; // a retransmission or overlap now and then
+            const seq = u32(c.sseq + 1 + c.sent - back);
+            f = frame({ src: rnd(8) ? c.backend : VIP, dst: c.client, proto: 'tcp', sport: 554, dport: c.cport, tcpFlags: pick(['PA', 'PA', 'A', 'FPA', 'RA']), seq, ack: u32(c.cseq + 1), payload: enc(text) });
+            c.sent += text.length - back > 0 ? text.length - back : 0;
+          }
+          const raw = rnd(10) === 0;
+          const input = raw ? f.subarray(14) : f;
+          const cut = rnd(10) === 0 ? rnd(input.length) : input.length;
+          batch.push({ bytes: input.subarray(0, Math.max(cut, 1)), link: raw ? 101 : 1, wirelen: input.length, input });
+        }
+        // Place the batch like the host does, with a canary pattern everywhere else.
+        mem.fill(0xa5, arenaPtr, arenaPtr + 64 * 4096);
+        let cursor = arenaPtr;
+        const placed: { data: number; len: number; intact: boolean }[] = [];
+        batch.forEach((b, i) => {
+          const data = (cursor + headroom + 7) & ~7;
+          mem.set(b.bytes, data);
+          const d = descPtr + i * 32;
+          dv.setUint32(d, data, true);
+          dv.setUint32(d + 4, b.bytes.length, true);
+          dv.setUint32(d + 8, b.wirelen, true);
+          dv.setUint16(d + 12, 0, true);
+          dv.setUint16(d + 14, b.link, true);
+          dv.setUint32(d + 16, 1_700_000_000 + round, true);
+          dv.setUint32(d + 20, 0, true);
+          placed.push({ data, len: b.bytes.length, intact: b.bytes.length === b.wirelen });
+          cursor = data + b.bytes.length;
+        });
+        expect(cursor).toBeLessThan(arenaEnd);
+        expect(() => eng.process(batch.length)).not.toThrow();
+        frames += batch.length;
+        batch.forEach((b, i) => {
+          const d = descPtr + i * 32;
+          const verdict = mem[d + 24];
+          const data = dv.getUint32(d, true), caplen = dv.getUint32(d + 4, true);
+          const p = placed[i];
+          if (verdict !== 1 && verdict !== 2) return;
+          // The frame's end never moves, and it grows in front by at most headroom_needed().
+          expect(data + caplen).toBe(p.data + p.len);
+          expect(data).toBeGreaterThanOrEqual(p.data - eng.ex.headroom_needed());
+          const out = mem.slice(data, data + caplen);
+          if (p.intact && b.link === 1) expect(verifyFrame(out).problems).toEqual([]);
+          // Learn the backend from the SYN's verdict.
+          const ip = parseFrame(b.link === 1 ? b.input : new Uint8Array([...new Uint8Array(14).fill(0), ...b.input])).ip;
+          if (verdict === 1 && ip?.tcp && (ip.tcp.flags & 2)) {
+            const c = conns.find((q) => q.client === ip.src)!;
+            c.backend = eng.backends[dv.getUint16(d + 26, true)].address;
+          }
+        });
+        // Nothing was written after a frame's end: the canary between frames is intact there.
+        for (let i = 0; i + 1 < placed.length; i++) {
+          const end = placed[i].data + placed[i].len;
+          const nextStart = Math.min(dv.getUint32(descPtr + (i + 1) * 32, true), placed[i + 1].data);
+          for (let q = end; q < nextStart; q++) if (mem[q] !== 0xa5) throw new Error(`byte ${q - end} after frame ${i} changed`);
+        }
+      }
+      expect(frames).toBe(60 * 40);
+      const n = counters(eng);
+      expect(n['rtsp-nat-rewrites']).toBeGreaterThan(100);
+      expect(n['rtsp-nat-reapplied'] + n['rtsp-nat-missed']).toBeGreaterThan(0);
+      expect(n['seqadj-adjusted']).toBeGreaterThan(20);
+    }
+  });
+});
