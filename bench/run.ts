@@ -40,10 +40,9 @@ function timeProcess(cmd: string, args: string[], runs: number): number {
 
 function machine(): string {
   const c = cpus();
-  let tcprewrite = 'not installed';
-  try {
-    tcprewrite = execFileSync('tcprewrite', ['--version'], { encoding: 'utf8' }).split('\n')[0].trim();
-  } catch { /* reported as not installed */ }
+  // tcprewrite prints its version on stderr.
+  const v = spawnSync('tcprewrite', ['--version'], { encoding: 'utf8' });
+  const tcprewrite = v.error ? 'tcprewrite not installed' : `${v.stdout}${v.stderr}`.split('\n')[0].trim();
   return [
     `- date: ${new Date().toISOString()}`,
     `- CPU: ${c[0]?.model ?? 'unknown'}, ${c.length} cores as seen by Node (${c[0]?.speed ?? '?'} MHz)`,
