@@ -1,5 +1,5 @@
-// Byte helpers shared by the traffic generators: big-endian field writes into a frame buffer and
-// the pieces of a ones-complement checksum computed field by field.
+// What the traffic generators share: big-endian field writes into a frame buffer, the pieces of
+// a ones-complement checksum computed field by field, and header constants.
 
 export function put16(b: Uint8Array, o: number, v: number): void {
   b[o] = v >>> 8;
@@ -21,3 +21,16 @@ export function fold(s: number): number {
   while (s > 0xffff) s = (s % 0x10000) + Math.floor(s / 0x10000);
   return s;
 }
+
+// Header constants and the TCP settings both generators give their endpoints (Linux defaults).
+export const ETH_IPV4 = 0x0800;
+export const ETH_IPV6 = 0x86dd;
+export const PROTO_TCP = 6;
+export const PROTO_UDP = 17;
+export const F_FIN = 0x01;
+export const F_SYN = 0x02;
+export const F_PSH = 0x08;
+export const F_ACK = 0x10;
+export const SERVER_TTL = 64;
+export const SYN_WINDOW = 64240;
+export const SYNACK_WINDOW = 65160;

@@ -30,6 +30,7 @@ import { PcapWriter } from '../io/pcap-writer.js';
 import { Rng } from './rng.js';
 import { put16, put32, halves, fold } from './bytes.js';
 import { checkers } from './check.js';
+import { ETH_IPV4, ETH_IPV6, PROTO_TCP, PROTO_UDP, F_FIN, F_SYN, F_PSH, F_ACK, SERVER_TTL, SYN_WINDOW, SYNACK_WINDOW } from './bytes.js';
 
 export interface FlowGenOptions {
   out: string;
@@ -197,17 +198,6 @@ export function resolveFlowOptions(o: FlowGenOptions): Resolved {
 // ---------------------------------------------------------------------------------------------
 // Byte helpers: host/gen/bytes.ts
 
-const ETH_IPV4 = 0x0800;
-const ETH_IPV6 = 0x86dd;
-const PROTO_TCP = 6;
-const PROTO_UDP = 17;
-const F_FIN = 0x01;
-const F_SYN = 0x02;
-const F_PSH = 0x08;
-const F_ACK = 0x10;
-const SERVER_TTL = 64;
-const SYN_WINDOW = 64240;
-const SYNACK_WINDOW = 65160;
 const WSCALE = 7;
 
 const FRAME_BYTES = 2048; // the frame is built at offset 0 of the work buffer

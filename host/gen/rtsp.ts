@@ -59,6 +59,7 @@ import { parseAddress } from './flows.js';
 import { Rng } from './rng.js';
 import { put16, put32, halves, fold } from './bytes.js';
 import { checkers } from './check.js';
+import { ETH_IPV4, ETH_IPV6, PROTO_TCP, PROTO_UDP, F_FIN, F_SYN, F_PSH, F_ACK, SERVER_TTL, SYN_WINDOW, SYNACK_WINDOW } from './bytes.js';
 
 export type SessionIdStyle = 'hex' | 'decimal' | 'mixed';
 
@@ -324,17 +325,6 @@ const H264_P = Array.from({ length: 1 << LOG2_MAX_FRAME_NUM }, (_, fn) => h264He
 // ---------------------------------------------------------------------------------------------
 // Constants
 
-const ETH_IPV4 = 0x0800;
-const ETH_IPV6 = 0x86dd;
-const PROTO_TCP = 6;
-const PROTO_UDP = 17;
-const F_FIN = 0x01;
-const F_SYN = 0x02;
-const F_PSH = 0x08;
-const F_ACK = 0x10;
-const SERVER_TTL = 64;
-const SYN_WINDOW = 64240;
-const SYNACK_WINDOW = 65160;
 const CLIENT_WINDOW = 2048; // x 128 (window scale 7): 256 KiB
 const SERVER_WINDOW = 509; // x 128
 const WSCALE = 7;
