@@ -13,7 +13,7 @@ import {
   T_FLAGS, T_LOWER, T_CAST, T_CLIENT_PORT, T_SERVER_PORT, TF_CLIENT_PORT, TF_CLIENT_PORT_RANGE, TF_SERVER_PORT,
   TF_SERVER_PORT_RANGE, F_SESSION, METHOD_TEARDOWN,
 } from './rtsp';
-import { count, C_EXPECTATIONS_CREATED, C_EXPECTATIONS_EXISTING } from '../counters';
+import { count, C_EXPECTATIONS_CREATED, C_EXPECTATIONS_EXISTING, C_FLOW_TABLE_FULL } from '../counters';
 import { findSession, createSession, touchSession, reviveSession, closeSession, sessionRef, SE_TEARDOWN } from './table';
 import {
   lookupFlow, insertFlow, fBackend, fFlags, fState, fExpire, flowSession, setFlowSession, FL_EXPECTED, TS_NONE,
@@ -112,7 +112,10 @@ function expect(k: usize, cport: u32, sport: u32, s: u32, now: u32): void {
     count(C_EXPECTATIONS_EXISTING);
   } else {
     e = insertFlow(x, h, now);
-    if (!e) return; // table full: counted by the flow table; the media flow will be scheduled
+    if (!e) {
+      count(C_FLOW_TABLE_FULL); // no room: the media flow will be scheduled when it starts
+      return;
+    }
     store<u16>(fBackend(e), <u16>sessionBackendOf(s));
     store<u8>(fState(e), <u8>TS_NONE);
     store<u8>(fFlags(e), <u8>FL_EXPECTED);
