@@ -493,6 +493,39 @@ describe('flow-table pressure', () => {
     expect(e.ex.flow_count()).toBe(16);
   });
 
+  it('with no embryonic flow left, closing flows (FIN seen) are evicted, never an established one', () => {
+    const e = tinyEngine(16, simpleConfig());
+    const { est, next } = fillEstablished(e, 8, 1000);
+    let p = next;
+    const closing = new Set<number>();
+    while (e.ex.flow_count() < 16) {
+      const o = one(e, tcpFwd(p, 'S'), T0 + 1);
+      if (o.flow) {
+        one(e, tcpFwd(p, 'FA'), T0 + 2); // FIN: the flow is closing (120 s)
+        closing.add(p);
+      }
+      p++;
+    }
+    drainFlowEvents(e);
+    let evicted = 0;
+    for (let i = 0; i < 100; i++, p++) {
+      const o = one(e, tcpFwd(p, 'S'), T0 + 10);
+      expect(o.verdict).toBe('backend');
+      const ev = drainFlowEvents(e).filter((x) => x.type === EVENT.FLOW_CLOSED);
+      for (const x of ev) {
+        expect(CLOSE_REASONS[x.reason]).toBe('evicted');
+        // A closing flow (state 3 = fin) or, once they are gone, one of the new embryonic flows.
+        expect([1, 3]).toContain(x.state);
+        if (x.state === 3) expect(closing.has(x.clientPort)).toBe(true);
+        evicted++;
+      }
+    }
+    expect(evicted).toBeGreaterThan(50);
+    // The established flows were never touched.
+    const again = run(e, est.map((x) => at(tcpFwd(x.port, 'PA'), T0 + 20)));
+    expect(again.map((o) => [o.flow, o.backend])).toEqual(est.map((x) => [x.flow, x.backend]));
+  });
+
   it('an expired entry is reclaimed before a live embryonic flow is evicted', () => {
     const e = tinyEngine(16, simpleConfig());
     // 8 established flows that have expired by T0 (900 s timeout), 8 embryonic ones still live.

@@ -5,9 +5,9 @@
 // 64 bytes per flow with no separate index. A key may live in either of two buckets (two-choice
 // hashing keeps buckets even, so inserts rarely fail at 50% load). Expiry is lazy (a lookup that
 // meets a stale entry reclaims it) plus an incremental sweep the host drives with packet time, so
-// replay is deterministic. Under pressure only embryonic (SYN-only) flows are evicted; when
-// neither bucket holds anything reclaimable the insert fails, is counted, and the packet is
-// forwarded statelessly.
+// replay is deterministic. Under pressure embryonic (SYN-only) flows are evicted first, then
+// closing ones (FIN or RST seen); established flows never are. When neither bucket holds anything
+// reclaimable the insert fails, is counted, and the packet is forwarded statelessly.
 //
 //  bucket (256 bytes, 256-aligned), way w = 0..3:
 //    0 sig u32[4] (flow hash | 1; 0 = empty)  16 expire u32[4] (s)  32 backend u16[4]
@@ -92,7 +92,7 @@ export function setTimeouts(syn: u32, est: u32, fin: u32, close: u32, udp: u32, 
 export let flowLive: u32 = 0;
 /** After a lookup miss: the entry an insert should use (0 = none), found in the same scan. */
 let candidate: usize = 0;
-let candidateKind: u32 = 0; // 0 none, 1 empty, 2 expired, 3 embryonic
+let candidateKind: u32 = 0; // 0 none, 1 empty, 2 expired, 3 embryonic, 4 closing (FIN/RST seen)
 let sweepCursor: u32 = 0;
 let flushCursor: u32 = 0;
 
@@ -177,7 +177,8 @@ export function touchBuckets(h: u32): u32 {
 
 /**
  * Remembers where an insert into `bucket` could go: an empty way (preferring the emptier
- * bucket), else an expired one, else the embryonic one closest to expiry.
+ * bucket), else an expired one, else the embryonic one closest to expiry, else the closing one
+ * closest to expiry.
  */
 function considerBucket(bucket: usize, now: u32, round: u32): void {
   let empties: u32 = 0;
@@ -205,10 +206,21 @@ function considerBucket(bucket: usize, now: u32, round: u32): void {
         candidate = bucket | w;
         candidateKind = 2;
       }
-    } else if (candidateKind != 2 && load<u8>(bucket + 40 + w) == <u8>TS_SYN && (candidateKind == 0 || exp < victimExpire)) {
-      victimExpire = exp;
-      candidate = bucket | w;
-      candidateKind = 3;
+    } else if (candidateKind != 2) {
+      // Under pressure embryonic flows go first, then closing ones (FIN or RST seen, waiting out
+      // their timeout); established flows are never evicted.
+      const st = <u32>load<u8>(bucket + 40 + w);
+      if (st == TS_SYN) {
+        if (candidateKind != 3 || exp < victimExpire) {
+          victimExpire = exp;
+          candidate = bucket | w;
+          candidateKind = 3;
+        }
+      } else if ((st == TS_FIN || st == TS_CLOSE) && (candidateKind == 0 || (candidateKind == 4 && exp < victimExpire))) {
+        victimExpire = exp;
+        candidate = bucket | w;
+        candidateKind = 4;
+      }
     }
   }
 }
@@ -248,7 +260,7 @@ export function insertFlow(k: usize, h: u32, now: u32): usize {
   const r = candidate;
   if (r == 0) return 0;
   if (candidateKind == 2) closeFlow(r, CR_EXPIRED, now);
-  else if (candidateKind == 3) closeFlow(r, CR_EVICTED, now);
+  else if (candidateKind >= 3) closeFlow(r, CR_EVICTED, now);
   candidate = 0;
   candidateKind = 0;
   copy40(fKey(r), k);
