@@ -26,6 +26,7 @@ import { Engine } from '../host/engine.js';
 import { parseConfig } from '../host/ctl/config.js';
 import { loadModule } from '../host/wasm.js';
 import { CLOSE_REASONS, EVENT } from '../host/ctl/counters.js';
+import { Rng } from './helpers/rng.js';
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures and small helpers
@@ -85,18 +86,6 @@ function counterDelta(e: Engine): () => Record<string, number> {
   };
 }
 
-/** Deterministic PRNG for the randomised parts (mulberry32). */
-function rng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-  return { u32: next, int: (n: number) => next() % n, f: () => next() / 4294967296 };
-}
 
 // Independent checksum arithmetic (plain RFC 1071, big-endian words) for full recomputations.
 function sum16(b: Uint8Array, start: number, end: number, init = 0): number {
@@ -1449,7 +1438,7 @@ describe('accounting', () => {
 
 describe('fuzz', () => {
   it('20,000 random and corrupted frames never trap, keep the accounting identity, and leave passed/dropped frames untouched', () => {
-    const r = rng(0x5eed);
+    const r = new Rng(0x5eed);
     const e = makeEngine(dualConfig('nat'), {});
     const eg = makeEngine(dualConfig('gue', { tunnel: { source: '10.255.0.1', source6: 'fd00:ff::1' } }));
     const seeds = mixedFrames();

@@ -11,18 +11,8 @@ import { flowHashRef, flowHashSymRef, makeKey } from './ref/hash.js';
 import { maglevTable } from './ref/maglev.js';
 import { frame, parseFrame } from './ref/packet.js';
 import { makeEngine, run, simpleConfig } from './helpers/engine.js';
+import { rng } from './helpers/rng.js';
 
-/** Small deterministic PRNG (mulberry32) so failures reproduce. */
-function rng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('module', () => {
   it('imports nothing and exports what docs/abi.md lists', () => {

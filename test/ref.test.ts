@@ -23,22 +23,12 @@ import {
   TCP_PSH,
   udp,
 } from './ref/packet.js';
+import { rng } from './helpers/rng.js';
 
 const hex = (s: string) => Uint8Array.from(s.replace(/\s+/g, '').match(/../g)!.map((x) => parseInt(x, 16)));
 const TSHARK = '/usr/bin/tshark';
 const hasTshark = existsSync(TSHARK);
 
-// Deterministic test randomness (mulberry32).
-function rng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('internet checksum', () => {
   it('matches the RFC 1071 example', () => {

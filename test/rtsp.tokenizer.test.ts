@@ -10,6 +10,7 @@ import {
   comparable, parseRtsp, parseAddress, readRecord, readStats, spanText, FLAG, TFLAG, STATUS, RESULT_SIZE,
   type RtspResult, type Spec,
 } from './ref/rtsp.js';
+import { rng } from './helpers/rng.js';
 
 interface RtspExports {
   rtsp_result_size(): number;
@@ -775,17 +776,6 @@ describe('errors and limits', () => {
 // ---------------------------------------------------------------------------------------------
 // Seeded fuzz.
 
-/** Small deterministic PRNG (mulberry32) so failures reproduce. */
-function rng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const TOKENS = [';', ',', '"', '\\', ':', '/', '=', '-', '[', ']', '\r', '\n', '\r\n', ' ', '\t', '\r\n ', '\n\t', '0', '9', 'a', 'F',
   '::', '"/"', '65535', '65536', '255', '256', '999999999', '9999999999', 'client_port=', 'server_port=', 'interleaved=', 'ttl=',

@@ -7,6 +7,7 @@ import { makeEngine, run, type InFrame, type OutFrame } from './helpers/engine.j
 import { frame } from './ref/packet.js';
 import type { Engine } from '../host/engine.js';
 import { loadModule, modulePath } from '../host/wasm.js';
+import { rng } from './helpers/rng.js';
 
 const VIP = '10.0.0.100';
 const SPORT = 6000; // server_port of every SETUP reply here
@@ -409,16 +410,6 @@ describe('control-stream reassembly: several messages, bodies and interleaved fr
 });
 
 /** Small deterministic generator. */
-function rng(seed: number) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Counters that must hold whatever came in. */
 function expectConsistent(eng: Engine) {
