@@ -7,12 +7,13 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runGenerate } from '../host/cli/generate.js';
 import { generateRtsp, type RtspGenOptions, type RtspGenSummary } from '../host/gen/rtsp.js';
 import { TSHARK, fields } from './helpers/tshark.js';
 import { verifyFrame } from './ref/csum.js';
 import { parseFrame, parseIp, type ParsedIp } from './ref/packet.js';
+import { captureOutput } from './helpers/capture-output.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sessionlb-rtsp-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -545,18 +546,7 @@ describe.skipIf(!existsSync(TSHARK))('tshark 4.0 on the generated captures', () 
 // ---------------------------------------------------------------------------------------------
 
 describe('sessionlb generate rtsp (CLI)', () => {
-  async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
-    let out = '';
-    let err = '';
-    const o = vi.spyOn(process.stdout, 'write').mockImplementation((s) => ((out += String(s)), true));
-    const e = vi.spyOn(process.stderr, 'write').mockImplementation((s) => ((err += String(s)), true));
-    try {
-      return { code: await runGenerate(args), out, err };
-    } finally {
-      o.mockRestore();
-      e.mockRestore();
-    }
-  }
+  const run = (args: string[]) => captureOutput(() => runGenerate(args));
 
   it('lists the kind and prints its help', async () => {
     const help = await run(['--help']);

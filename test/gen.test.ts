@@ -12,6 +12,7 @@ import { generateFlows, parseAddress, type FlowGenOptions } from '../host/gen/fl
 import { Rng } from '../host/gen/rng.js';
 import { verifyFrame } from './ref/csum.js';
 import { parseFrame, parseIp, type ParsedIp } from './ref/packet.js';
+import { captureOutput } from './helpers/capture-output.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const TSHARK = '/usr/bin/tshark';
@@ -346,18 +347,7 @@ describe('fixtures', () => {
 });
 
 describe('sessionlb generate (CLI)', () => {
-  async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
-    let out = '';
-    let err = '';
-    const o = vi.spyOn(process.stdout, 'write').mockImplementation((s) => ((out += String(s)), true));
-    const e = vi.spyOn(process.stderr, 'write').mockImplementation((s) => ((err += String(s)), true));
-    try {
-      return { code: await runGenerate(args), out, err };
-    } finally {
-      o.mockRestore();
-      e.mockRestore();
-    }
-  }
+  const run = (args: string[]) => captureOutput(() => runGenerate(args));
 
   it('prints usage', async () => {
     const none = await run([]);
