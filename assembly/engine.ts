@@ -353,7 +353,11 @@ function processOne(d: usize, preHash: u32): void {
       // a server segment is inspected as the server sent it, then edited.
       const nat = <u32>load<u8>(v + V_METHOD) == M_NAT;
       natPacket(nat, data, caplen, dir == DIR_FWD, e, <u32>j, <u32>vip, start, end);
-      if (end > start) inspectControl(data + start, end - start, dir == DIR_FWD, e, k, <u32>vip, <u32>j, now);
+      if (end > start) {
+        const ipEnd = pL3 + pL3Len;
+        inspectControl(data + pL4, data + start, end - start, ipEnd > start ? ipEnd - start : 0, pFragment, dir == DIR_FWD,
+          e, k, <u32>vip, <u32>j, now);
+      }
       if (nat && dir != DIR_FWD) {
         natServerFinish(d, e);
         data = <usize>load<u32>(d);

@@ -21,29 +21,20 @@ import {
 } from '../lb/flowtable';
 import { flowHash } from '../lb/flowhash';
 import { copy16 } from '../mem';
-import { pSrc, pL3, pL4, pL3Len, pFamily, pProto, pHasL4, pFragment } from '../net/parse';
-import { reasmSegment, reasmStateless } from './reassembly';
+import { reasmSegment } from './reassembly';
 
 /**
  * Inspects one TCP payload [p, p+len) of control flow `flow` (key: client first, at k; VIP vip,
  * backend j) of the packet being processed. `fromClient`: the segment goes client -> VIP.
  */
-export function inspectControl(p: usize, len: u32, fromClient: bool, flow: usize, k: usize, vip: u32, j: u32, now: u32): void {
+export function inspectControl(
+  th: usize, p: usize, len: u32, real: u32, fragment: bool, fromClient: bool, flow: usize, k: usize, vip: u32, j: u32, now: u32,
+): void {
+  // th: the segment's TCP header; [p, p+len): its payload as captured; real: the payload bytes
+  // the IP header says were sent (len may be fewer, cut by the capture length).
   if (len == 0) return;
-  // The TCP header of the current packet, from the parser's state: the frame starts where the IP
-  // source address (pSrc) lies minus its offset in the IP header.
-  if (pProto == 6 && pHasL4) {
-    const th = pSrc - <usize>(pFamily == 4 ? 12 : 8) - <usize>pL3 + <usize>pL4;
-    const hl = (<u32>load<u8>(th + 12) >> 4) << 2;
-    if (th + hl == p) {
-      const ipEnd = pL3 + pL3Len, start = pL4 + hl;
-      const real = ipEnd > start ? ipEnd - start : 0; // bytes sent; len may be fewer (capture length)
-      reasmSegment(p, len, real, bswap<u32>(load<u32>(th + 4)), bswap<u32>(load<u32>(th + 8)), <u32>load<u8>(th + 13),
-        pFragment, fromClient, flow, k, vip, j, now);
-      return;
-    }
-  }
-  reasmStateless(p, len, fromClient, flow, k, vip, j, now);
+  reasmSegment(p, len, real, bswap<u32>(load<u32>(th + 4)), bswap<u32>(load<u32>(th + 8)), <u32>load<u8>(th + 13),
+    fragment, fromClient, flow, k, vip, j, now);
 }
 
 /**
