@@ -147,8 +147,6 @@ export async function replayFile(input: string, config: Config, opts: ReplayOpti
   const perSecond = Math.max(1, Math.ceil(buckets / (opts.sweepPeriod ?? 30)));
   let sweptTo = 0; // packet time (s) the sweep has been run up to
   const every = opts.progressEvery ?? 64;
-  let clientPackets = 0;
-  let clientBytes = 0;
   let lastTs = 0;
   let firstTs = -1;
   let batches = 0;
@@ -162,15 +160,13 @@ export async function replayFile(input: string, config: Config, opts: ReplayOpti
       const e0 = process.hrtime.bigint();
       engine.process(n);
       engineNs += process.hrtime.bigint() - e0;
-      for (let i = 0, w = d32; i < n; i++, w += 8) {
-        // Descriptor words: 0 data, 1 caplen, 2 wirelen, 4 tsSec, 5 tsNsec, byte 24 verdict, u16 at 26 egress.
-        const verdict = u8[(w << 2) + 24];
-        if (verdict === VERDICT.BACKEND) {
-          if (outputs) outputs.write(u16[(w << 1) + 13], u32[w], u32[w + 1], u32[w + 2], u32[w + 4], u32[w + 5]);
-        } else if (verdict === VERDICT.CLIENT) {
-          clientPackets++;
-          clientBytes += u32[w + 2];
-          if (outputs) outputs.write(clientOut, u32[w], u32[w + 1], u32[w + 2], u32[w + 4], u32[w + 5]);
+      // Counting is the engine's (counters, per-backend stats); the host only writes outputs.
+      if (outputs) {
+        for (let i = 0, w = d32; i < n; i++, w += 8) {
+          // Descriptor words: 0 data, 1 caplen, 2 wirelen, 4 tsSec, 5 tsNsec, byte 24 verdict, u16 at 26 egress.
+          const verdict = u8[(w << 2) + 24];
+          if (verdict === VERDICT.BACKEND) outputs.write(u16[(w << 1) + 13], u32[w], u32[w + 1], u32[w + 2], u32[w + 4], u32[w + 5]);
+          else if (verdict === VERDICT.CLIENT) outputs.write(clientOut, u32[w], u32[w + 1], u32[w + 2], u32[w + 4], u32[w + 5]);
         }
       }
       if (firstTs < 0) firstTs = u32[d32 + 4];
@@ -198,7 +194,7 @@ export async function replayFile(input: string, config: Config, opts: ReplayOpti
   }
   const elapsed = Number(process.hrtime.bigint() - t0) / 1e9;
   const report = buildReport({
-    input, engine, capture: reader.stats, clientPackets, clientBytes, elapsed,
+    input, engine, capture: reader.stats, elapsed,
     engineSeconds: Number(engineNs) / 1e9, flowRows: csv ? csv.rows : null,
     sessionBackends,
     traceSeconds: firstTs < 0 ? 0 : Math.max(0, lastTs - firstTs),

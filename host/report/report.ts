@@ -82,8 +82,6 @@ export function buildReport(a: {
   input: string;
   engine: Engine;
   capture: CaptureStats;
-  clientPackets: number;
-  clientBytes: number;
   elapsed: number;
   engineSeconds: number;
   flowRows: number | null;
@@ -127,7 +125,8 @@ export function buildReport(a: {
   return {
     input: { file: a.input, format: capture.format, seconds: a.traceSeconds, packets, bytes: capture.bytes, linktypes, truncated: capture.truncated, errors: capture.errors },
     backends,
-    client: { packets: a.clientPackets, bytes: a.clientBytes },
+    // Everything towards clients is some backend's reply load.
+    client: { packets: c['tx-client'], bytes: rows.reduce((s, r) => s + r.replyBytes, 0) },
     passed: c['passed'],
     passedBy,
     dropped,
