@@ -11,6 +11,8 @@ commands:
   generate flows --out FILE ...       write a deterministic capture of client flows to VIPs
   evaluate IN --config FILE           compare the flow, client and session policies on a capture:
                                       session integrity, balance, completed sessions per second
+  lab up|down|status [--method M]     a network-namespace lab: clients, router, sessionlb on TAPs,
+                                      three backends with nginx, an RTSP server and iperf3
   help [command]                      this text, or a command's options
 
 Every command takes --help. Exit codes: 0 done, 1 bad input or config, 2 usage error.`;
@@ -36,6 +38,10 @@ async function main(argv: string[]): Promise<number> {
     case 'evaluate': {
       const { runEvaluate } = await import('./evaluate.js');
       return runEvaluate(rest);
+    }
+    case 'lab': {
+      const { runLab } = await import('./lab.js');
+      return runLab(rest);
     }
     case 'help':
     case '--help':

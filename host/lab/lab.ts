@@ -1,0 +1,373 @@
+// `sessionlb lab up|down|status`: builds the lab topology (host/lab/topology.ts), starts the real
+// servers in the backends (nginx, the GStreamer RTSP server, iperf3) and, for methods nat and dr,
+// sessionlb itself in the lb namespace; remembers what it made in a state file; tears it all down
+// again, also after a crash (the state file plus a sweep of every namespace with the prefix).
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { alive, listNamespaces, listeningPorts, nsPids, nsRun, run, sleep, startDetached, stopPids } from './proc.js';
+import {
+  buildScript,
+  DEFAULT_PREFIX,
+  HTTP_PORT,
+  IPERF_PORT,
+  LB_FRONT_MAC,
+  LB_HEALTH_ADDR,
+  LB_SERVER_GW,
+  LB_SERVER_MAC,
+  namespaces,
+  ROUTER_FRONT,
+  ROUTER_FRONT_MAC,
+  RTSP_PORT,
+  TAP_FRONT,
+  TAP_SERVER,
+  topology,
+  VIP,
+  VIP_BULK,
+  type LabMethod,
+  type Topology,
+} from './topology.js';
+
+export const METRICS_PORT = 9180;
+
+export interface LabProcess {
+  role: 'nginx' | 'rtsp' | 'iperf3' | 'sessionlb';
+  ns: string;
+  backend?: string;
+  pid: number;
+  log: string;
+}
+
+export interface LabState {
+  version: 1;
+  prefix: string;
+  method: LabMethod;
+  dir: string;
+  startedAt: string;
+  topology: Topology;
+  processes: LabProcess[];
+  sessionlb: { pid: number; ns: string; metricsPort: number; config: string; log: string } | null;
+}
+
+/** What `lab up --json` and `lab status --json` print. */
+export interface LabSummary {
+  method: LabMethod;
+  prefix: string;
+  dir: string;
+  vips: { address: string; ports: number[]; service: string }[];
+  clients: { id: string; ns: string; address: string; seenAs: string; behindNat: boolean }[];
+  backends: { id: string; ns: string; address: string; mac: string; services: Record<string, number> }[];
+  router: string;
+  lb: { ns: string; healthAddress: string; gateway: string };
+  sessionlb: { pid: number; ns: string; metricsPort: number; metricsUrl: string; config: string; log: string } | null;
+}
+
+export class LabError extends Error {
+  readonly code = 'LAB_ERROR';
+}
+
+export function repoRoot(): string {
+  let d = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    if (existsSync(join(d, 'package.json')) && existsSync(join(d, 'lab'))) return d;
+    d = dirname(d);
+  }
+  throw new LabError('cannot find the repository root (package.json next to lab/)');
+}
+
+export function stateDir(prefix = DEFAULT_PREFIX): string {
+  const base = process.env.SESSIONLB_LAB_DIR ? resolve(process.env.SESSIONLB_LAB_DIR) : join(tmpdir(), 'sessionlb-lab');
+  return join(base, prefix.replace(/-$/, ''));
+}
+
+export function readState(prefix = DEFAULT_PREFIX): LabState | null {
+  const f = join(stateDir(prefix), 'state.json');
+  if (!existsSync(f)) return null;
+  try {
+    return JSON.parse(readFileSync(f, 'utf8')) as LabState;
+  } catch {
+    return null;
+  }
+}
+
+function writeState(s: LabState): void {
+  writeFileSync(join(s.dir, 'state.json'), JSON.stringify(s, null, 2) + '\n');
+}
+
+/** Checks the machine can host the lab; returns what is missing (empty when all is there). */
+export function missingPrerequisites(method: LabMethod): string[] {
+  const miss: string[] = [];
+  if (process.getuid && process.getuid() !== 0) miss.push('root (network namespaces)');
+  for (const bin of ['ip', 'nft', 'nginx', 'iperf3', 'ss']) {
+    if (run(['sh', '-c', `command -v ${bin}`]).code !== 0) miss.push(bin);
+  }
+  if (run(['/usr/bin/python3', '-c', "import gi; gi.require_version('GstRtspServer','1.0'); from gi.repository import GstRtspServer"]).code !== 0) {
+    miss.push('python3 GstRtspServer (gir1.2-gst-rtsp-server-1.0, python3-gst-1.0)');
+  }
+  if (method !== 'kernel' && !existsSync('/dev/net/tun')) miss.push('/dev/net/tun');
+  return miss;
+}
+
+/** sessionlb's config for the lab: both VIPs, the backends' fixed MACs, the TAPs, health checks. */
+export function sessionlbConfig(t: Topology, method: 'nat' | 'dr', opts: LabUpOptions = {}): Record<string, unknown> {
+  const backends = t.backends.map((b) => ({ id: b.id, address: b.address, mac: b.mac, ...(opts.maxSessionsPerBackend ? { maxSessions: opts.maxSessionsPerBackend } : {}) }));
+  const cfg: Record<string, unknown> = {
+    mac: LB_FRONT_MAC,
+    gatewayMac: ROUTER_FRONT_MAC,
+    flowCapacity: 1 << 16,
+    vips: [
+      {
+        address: VIP,
+        method,
+        scheduler: 'maglev',
+        policy: 'session',
+        rtspPorts: [RTSP_PORT],
+        ...(opts.maxSessions ? { maxSessions: opts.maxSessions } : {}),
+        backends,
+      },
+      {
+        address: VIP_BULK,
+        ports: [IPERF_PORT],
+        method,
+        scheduler: 'sh',
+        policy: 'client',
+        backends: t.backends.map((b) => ({ id: `${b.id}-bulk`, address: b.address, mac: b.mac })),
+      },
+    ],
+    live: liveSection(t, method, opts),
+  };
+  return cfg;
+}
+
+/** The config's `live` section (host/ctl/config.ts, designed with `sessionlb run`). */
+function liveSection(t: Topology, method: 'nat' | 'dr', opts: LabUpOptions): Record<string, unknown> {
+  return {
+    interfaces: [
+      { name: TAP_FRONT, role: 'client', mac: LB_FRONT_MAC, gateway: ROUTER_FRONT },
+      { name: TAP_SERVER, role: 'server', mac: LB_SERVER_MAC, ...(method === 'nat' ? { address: LB_SERVER_GW } : {}) },
+    ],
+    health: {
+      source: LB_HEALTH_ADDR,
+      interval: opts.healthIntervalMs ?? 500,
+      timeout: 400,
+      rise: 2,
+      fall: 2,
+      checks: t.backends.map((b) => ({ backend: b.id, type: 'http', port: HTTP_PORT, path: '/health', expectStatus: 200 })),
+    },
+    metrics: { listen: `127.0.0.1:${METRICS_PORT}` },
+  };
+}
+
+export interface LabUpOptions {
+  method?: LabMethod;
+  prefix?: string;
+  /** VIP-wide concurrent session limit (admission). */
+  maxSessions?: number;
+  maxSessionsPerBackend?: number;
+  healthIntervalMs?: number;
+  /** Extra arguments for `sessionlb run` (e.g. --pcap-tap DIR). */
+  runArgs?: string[];
+  /** Milliseconds to wait for the servers and the VIP. */
+  readyTimeoutMs?: number;
+  log?: (msg: string) => void;
+}
+
+export async function labUp(opts: LabUpOptions = {}): Promise<LabState> {
+  const method = opts.method ?? 'nat';
+  const prefix = opts.prefix ?? DEFAULT_PREFIX;
+  const log = opts.log ?? (() => {});
+  const t = topology(prefix);
+  const existing = listNamespaces().filter((n) => n.startsWith(prefix));
+  if (existing.length > 0 || readState(prefix)) {
+    throw new LabError(`a lab with prefix "${prefix}" is already up (${existing.length} namespaces); run \`sessionlb lab down\` first`);
+  }
+  const miss = missingPrerequisites(method);
+  if (miss.length) throw new LabError(`missing: ${miss.join(', ')}`);
+  const dir = stateDir(prefix);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  const state: LabState = {
+    version: 1,
+    prefix,
+    method,
+    dir,
+    startedAt: new Date().toISOString(),
+    topology: t,
+    processes: [],
+    sessionlb: null,
+  };
+  writeState(state);
+  try {
+    const script = buildScript(t, method);
+    writeFileSync(join(dir, 'topology.sh'), script);
+    const r = run(['bash', join(dir, 'topology.sh')], { timeoutMs: 30_000 });
+    if (r.code !== 0) throw new LabError(`building the topology failed (${join(dir, 'topology.sh')}):\n${r.stderr.trim()}`);
+    log(`topology built in ${Math.round(r.ms)} ms`);
+    startServers(state);
+    writeState(state);
+    await waitServers(state, opts.readyTimeoutMs ?? 15_000);
+    log('servers listening');
+    if (method !== 'kernel') {
+      startSessionlb(state, method, opts);
+      writeState(state);
+    }
+    await waitVip(state, opts.readyTimeoutMs ?? 15_000);
+    log('VIP answers');
+    return state;
+  } catch (e) {
+    const keep = join(tmpdir(), `sessionlb-lab-failed-${prefix.replace(/-$/, '')}.log`);
+    try {
+      const logs = state.processes.map((p) => `== ${p.role} ${p.ns}\n${existsSync(p.log) ? readFileSync(p.log, 'utf8').slice(-4000) : ''}`).join('\n');
+      writeFileSync(keep, logs);
+    } catch {
+      /* best effort */
+    }
+    await labDown({ prefix });
+    throw e instanceof LabError ? new LabError(`${e.message}\n(logs of the failed run: ${keep})`) : e;
+  }
+}
+
+function startServers(s: LabState): void {
+  const root = repoRoot();
+  const tmpl = readFileSync(join(root, 'lab', 'nginx.conf.tmpl'), 'utf8');
+  for (const b of s.topology.backends) {
+    const bdir = join(s.dir, b.id);
+    mkdirSync(bdir, { recursive: true });
+    const conf = join(bdir, 'nginx.conf');
+    writeFileSync(conf, tmpl.replaceAll('@ID@', b.id).replaceAll('@DIR@', bdir));
+    const add = (role: LabProcess['role'], argv: string[]) => {
+      const logf = join(bdir, `${role}.log`);
+      s.processes.push({ role, ns: b.ns, backend: b.id, pid: startDetached(b.ns, argv, logf), log: logf });
+    };
+    add('nginx', ['nginx', '-c', conf, '-p', bdir]);
+    add('rtsp', ['/usr/bin/python3', join(root, 'lab', 'rtsp-server.py'), '--port', String(RTSP_PORT), '--id', b.id]);
+    add('iperf3', ['iperf3', '-s', '-p', String(IPERF_PORT)]);
+  }
+}
+
+async function waitServers(s: LabState, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (const b of s.topology.backends) {
+    for (;;) {
+      const ports = listeningPorts(b.ns);
+      if ([HTTP_PORT, RTSP_PORT, IPERF_PORT].every((p) => ports.has(p))) break;
+      const dead = s.processes.find((p) => p.ns === b.ns && !alive(p.pid));
+      if (dead) throw new LabError(`${dead.role} in ${b.ns} exited: ${tail(dead.log)}`);
+      if (Date.now() > deadline) throw new LabError(`servers in ${b.ns} not listening after ${timeoutMs} ms (have ${[...ports].join(', ')})`);
+      await sleep(50);
+    }
+  }
+}
+
+function tail(f: string): string {
+  try {
+    return readFileSync(f, 'utf8').trim().split('\n').slice(-5).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+function startSessionlb(s: LabState, method: 'nat' | 'dr', opts: LabUpOptions): void {
+  const root = repoRoot();
+  const config = join(s.dir, 'sessionlb.json');
+  writeFileSync(config, JSON.stringify(sessionlbConfig(s.topology, method, opts), null, 2) + '\n');
+  const logf = join(s.dir, 'sessionlb.log');
+  const main = process.env.SESSIONLB_CLI ? resolve(process.env.SESSIONLB_CLI) : join(root, 'dist', 'host', 'cli', 'main.js');
+  const pid = startDetached(s.topology.lb, [process.execPath, main, 'run', '--config', config, ...(opts.runArgs ?? [])], logf);
+  s.processes.push({ role: 'sessionlb', ns: s.topology.lb, pid, log: logf });
+  s.sessionlb = { pid, ns: s.topology.lb, metricsPort: METRICS_PORT, config, log: logf };
+}
+
+/** Waits until an HTTP GET from the first client to the VIP is answered by a backend. */
+async function waitVip(s: LabState, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const c = s.topology.clients[0];
+  let last = '';
+  for (;;) {
+    const r = nsRun(c.ns, ['curl', '-s', '-m', '1', '-o', '/dev/null', '-w', '%{http_code}', `http://${VIP}:${HTTP_PORT}/`], { timeoutMs: 3000 });
+    if (r.stdout.trim() === '200') return;
+    last = `curl exit ${r.code} ${r.stdout} ${r.stderr.trim()}`;
+    if (s.sessionlb && !alive(s.sessionlb.pid)) throw new LabError(`sessionlb exited:\n${tail(s.sessionlb.log)}`);
+    if (Date.now() > deadline) throw new LabError(`the VIP ${VIP} did not answer within ${timeoutMs} ms (${last})`);
+    await sleep(100);
+  }
+}
+
+export interface LabDownResult {
+  prefix: string;
+  killed: number;
+  namespaces: string[];
+  stateRemoved: boolean;
+}
+
+/** Removes everything a lab with this prefix made; safe to run when nothing is up. */
+export async function labDown(opts: { prefix?: string } = {}): Promise<LabDownResult> {
+  const prefix = opts.prefix ?? DEFAULT_PREFIX;
+  const st = readState(prefix);
+  const pids = new Set<number>();
+  // sessionlb first (it prints its final counters on SIGTERM), then the servers.
+  if (st?.sessionlb && alive(st.sessionlb.pid)) await stopPids([st.sessionlb.pid], 3000);
+  for (const p of st?.processes ?? []) if (alive(p.pid)) pids.add(p.pid);
+  const nss = new Set(listNamespaces().filter((n) => n.startsWith(prefix)));
+  for (const n of nss) for (const p of nsPids(n)) pids.add(p);
+  await stopPids([...pids], 2000);
+  for (const n of nss) {
+    // Links first (bridges, TAPs, veths go with their namespace, but persistent TAPs are removed explicitly).
+    run(['ip', '-n', n, 'link', 'del', TAP_FRONT]);
+    run(['ip', '-n', n, 'link', 'del', TAP_SERVER]);
+    run(['ip', 'netns', 'del', n]);
+  }
+  const dir = stateDir(prefix);
+  const had = existsSync(dir);
+  rmSync(dir, { recursive: true, force: true });
+  return { prefix, killed: pids.size, namespaces: [...nss], stateRemoved: had };
+}
+
+export function summary(s: LabState): LabSummary {
+  const t = s.topology;
+  return {
+    method: s.method,
+    prefix: s.prefix,
+    dir: s.dir,
+    vips: [
+      { address: VIP, ports: [HTTP_PORT, RTSP_PORT], service: 'http, rtsp (scheduled per flow; RTSP sessions kept whole by sessionlb)' },
+      { address: VIP_BULK, ports: [IPERF_PORT], service: 'iperf3 tcp/udp (scheduled by client address)' },
+    ],
+    clients: t.clients.map((c) => ({ id: c.id, ns: c.ns, address: c.address, seenAs: c.seenAs, behindNat: c.behindNat })),
+    backends: t.backends.map((b) => ({ id: b.id, ns: b.ns, address: b.address, mac: b.mac, services: { http: HTTP_PORT, rtsp: RTSP_PORT, iperf3: IPERF_PORT } })),
+    router: t.router,
+    lb: { ns: t.lb, healthAddress: LB_HEALTH_ADDR, gateway: LB_SERVER_GW },
+    sessionlb: s.sessionlb
+      ? { ...s.sessionlb, metricsUrl: `http://127.0.0.1:${s.sessionlb.metricsPort}/metrics (inside ${s.sessionlb.ns})` }
+      : null,
+  };
+}
+
+export interface LabStatus {
+  up: boolean;
+  prefix: string;
+  method: LabMethod | null;
+  namespaces: { name: string; present: boolean }[];
+  processes: (LabProcess & { alive: boolean })[];
+  strayNamespaces: string[];
+  summary: LabSummary | null;
+}
+
+export function labStatus(prefix = DEFAULT_PREFIX): LabStatus {
+  const st = readState(prefix);
+  const present = new Set(listNamespaces().filter((n) => n.startsWith(prefix)));
+  const expected = namespaces(topology(prefix));
+  const nsList = expected.map((name) => ({ name, present: present.has(name) }));
+  const procs = (st?.processes ?? []).map((p) => ({ ...p, alive: alive(p.pid) }));
+  const stray = [...present].filter((n) => !expected.includes(n));
+  return {
+    up: !!st && nsList.every((n) => n.present) && procs.every((p) => p.alive),
+    prefix,
+    method: st?.method ?? null,
+    namespaces: nsList,
+    processes: procs,
+    strayNamespaces: stray,
+    summary: st ? summary(st) : null,
+  };
+}
