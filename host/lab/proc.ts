@@ -2,7 +2,7 @@
 // timeout), background servers (detached, logged to a file, tracked by pid), and the checks the
 // lab needs (is a pid alive, is a port listening in a namespace, does a namespace exist).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 
 export interface RunResult {
   code: number; // exit status; -1 when killed (timeout) or not started
@@ -77,9 +77,14 @@ export function alive(pid: number): boolean {
   }
 }
 
+/** A zombie (exited, not yet reaped by its parent) counts as gone: field 3 of /proc/PID/stat is Z. */
 function isZombie(pid: number): boolean {
-  const r = run(['ps', '-o', 'stat=', '-p', String(pid)], { timeoutMs: 2000 });
-  return r.stdout.trim().startsWith('Z');
+  try {
+    const st = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return st.slice(st.lastIndexOf(')') + 2).startsWith('Z');
+  } catch {
+    return false;
+  }
 }
 
 export function sleep(ms: number): Promise<void> {
