@@ -15,7 +15,7 @@ import {
   LB_FRONT_MAC,
   LB_HEALTH_ADDR,
   LB_SERVER_GW,
-  LB_SERVER_MAC,
+  LB_FRONT_ADDR,
   namespaces,
   ROUTER_FRONT,
   ROUTER_FRONT_MAC,
@@ -111,11 +111,15 @@ export function missingPrerequisites(method: LabMethod): string[] {
 
 /** sessionlb's config for the lab: both VIPs, the backends' fixed MACs, the TAPs, health checks. */
 export function sessionlbConfig(t: Topology, method: 'nat' | 'dr', opts: LabUpOptions = {}): Record<string, unknown> {
-  const backends = t.backends.map((b) => ({ id: b.id, address: b.address, mac: b.mac, ...(opts.maxSessionsPerBackend ? { maxSessions: opts.maxSessionsPerBackend } : {}) }));
-  const cfg: Record<string, unknown> = {
+  const interval = (opts.healthIntervalMs ?? 500) / 1000;
+  // HTTP GET /health on nginx from lb's own address on the server LAN (a TCP check on iperf3's
+  // port would hold iperf3's only control slot).
+  const healthCheck = { type: 'http', port: HTTP_PORT, path: '/health', interval, timeout: Math.min(0.3, interval), rise: 2, fall: 2, localAddress: LB_HEALTH_ADDR };
+  return {
     mac: LB_FRONT_MAC,
     gatewayMac: ROUTER_FRONT_MAC,
     flowCapacity: 1 << 16,
+    ...(opts.timeouts ? { timeouts: opts.timeouts } : {}),
     vips: [
       {
         address: VIP,
@@ -124,7 +128,8 @@ export function sessionlbConfig(t: Topology, method: 'nat' | 'dr', opts: LabUpOp
         policy: 'session',
         rtspPorts: [RTSP_PORT],
         ...(opts.maxSessions ? { maxSessions: opts.maxSessions } : {}),
-        backends,
+        healthCheck,
+        backends: t.backends.map((b) => ({ id: b.id, address: b.address, mac: b.mac, ...(opts.maxSessionsPerBackend ? { maxSessions: opts.maxSessionsPerBackend } : {}) })),
       },
       {
         address: VIP_BULK,
@@ -132,30 +137,20 @@ export function sessionlbConfig(t: Topology, method: 'nat' | 'dr', opts: LabUpOp
         method,
         scheduler: 'sh',
         policy: 'client',
+        healthCheck,
         backends: t.backends.map((b) => ({ id: `${b.id}-bulk`, address: b.address, mac: b.mac })),
       },
     ],
-    live: liveSection(t, method, opts),
-  };
-  return cfg;
-}
-
-/** The config's `live` section (host/ctl/config.ts, designed with `sessionlb run`). */
-function liveSection(t: Topology, method: 'nat' | 'dr', opts: LabUpOptions): Record<string, unknown> {
-  return {
-    interfaces: [
-      { name: TAP_FRONT, role: 'client', mac: LB_FRONT_MAC, gateway: ROUTER_FRONT },
-      { name: TAP_SERVER, role: 'server', mac: LB_SERVER_MAC, ...(method === 'nat' ? { address: LB_SERVER_GW } : {}) },
-    ],
-    health: {
-      source: LB_HEALTH_ADDR,
-      interval: opts.healthIntervalMs ?? 500,
-      timeout: 400,
-      rise: 2,
-      fall: 2,
-      checks: t.backends.map((b) => ({ backend: b.id, type: 'http', port: HTTP_PORT, path: '/health', expectStatus: 200 })),
+    live: {
+      interfaces: [
+        { name: TAP_FRONT, role: 'client', addresses: [LB_FRONT_ADDR], persist: true },
+        // NAT: the backends' default gateway; DR: only the source of sessionlb's ARP requests.
+        { name: TAP_SERVER, role: 'server', addresses: [LB_SERVER_GW], persist: true },
+      ],
+      gateway: { address: ROUTER_FRONT, mac: ROUTER_FRONT_MAC },
+      admission: { tcp: 'rst', icmpRate: 100 },
+      metrics: { listen: `127.0.0.1:${METRICS_PORT}` },
     },
-    metrics: { listen: `127.0.0.1:${METRICS_PORT}` },
   };
 }
 
@@ -166,6 +161,8 @@ export interface LabUpOptions {
   maxSessions?: number;
   maxSessionsPerBackend?: number;
   healthIntervalMs?: number;
+  /** The config's timeouts section (seconds), e.g. a short sessionGrace. */
+  timeouts?: Record<string, number>;
   /** Extra arguments for `sessionlb run` (e.g. --pcap-tap DIR). */
   runArgs?: string[];
   /** Milliseconds to wait for the servers and the VIP. */

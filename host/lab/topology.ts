@@ -5,7 +5,7 @@
 //
 //   client LAN 10.88.1.0/24 (bridge br-cli in the router): c1 .11, c2 .12, the NAT box .20
 //   NAT LAN 10.88.3.0/24 (bridge br-in in the NAT box, masquerade to 10.88.1.20): c3 .11, c4 .12
-//   front LAN 10.88.0.0/24 (bridge br-front in lb): router .1, VIPs .100 and .101
+//   front LAN 10.88.0.0/24 (bridge br-front in lb): router .1, sessionlb .2, VIPs .100 and .101
 //   server LAN 10.88.2.0/24 (bridge br-srv in lb): router .1, backends .11-.13, lb kernel .253,
 //     sessionlb's (or, for method kernel, lb's) gateway address .254
 
@@ -39,9 +39,9 @@ export function labMac(lan: number, host: number): string {
 }
 export const ROUTER_FRONT_MAC = labMac(0, 1);
 export const ROUTER_SERVER_MAC = labMac(2, 1);
-/** sessionlb's MACs on its two TAP devices (front, server). */
+/** sessionlb's MAC (both TAP sides) and its own address on the front LAN. */
 export const LB_FRONT_MAC = labMac(0, 0xfe);
-export const LB_SERVER_MAC = labMac(2, 0xfe);
+export const LB_FRONT_ADDR = '10.88.0.2';
 export const TAP_FRONT = 'tap-front';
 export const TAP_SERVER = 'tap-srv';
 
