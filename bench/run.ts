@@ -146,7 +146,9 @@ async function main() {
   ]);
 
   const text = `# Benchmark results\n\nProduced by \`npm run bench\`${quick ? ' -- --quick' : ''} (bench/run.ts). Figures are measured side by side in one run on the machine below; the machine is shared, so compare ratios rather than absolute numbers.\n\n## Machine\n\n${machine()}\n\n${rows.join('\n')}`;
-  writeFileSync(outFile, text);
+  // bench/lab.ts (npm run bench:lab) owns the section between its markers; keep it.
+  const lab = existsSync(outFile) ? readFileSync(outFile, 'utf8').match(/<!-- lab:begin -->[\s\S]*<!-- lab:end -->\n?/)?.[0] : undefined;
+  writeFileSync(outFile, lab ? `${text.replace(/\n*$/, '\n\n')}${lab}` : text);
   log(`wrote ${outFile}`);
   process.stdout.write(text);
 }
