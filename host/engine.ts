@@ -4,7 +4,7 @@
 import { instantiate, loadModule, type EngineExports } from './wasm.js';
 import { addressBytes, formatAddress, type BackendState, type Config, METHODS, SCHEDULERS, BACKEND_STATES, POLICIES } from './ctl/config.js';
 import { buildRing } from './ctl/maglev.js';
-import { COUNTER_NAMES, DROP_NAMES, PASS_NAMES } from './ctl/counters.js';
+import { COUNTER_NAMES, DROP_NAMES, PASS_NAMES, CLOSE_REASONS, SESSION_END_REASONS } from './ctl/counters.js';
 
 export const DESC_SIZE = 32;
 export const EVENT_SIZE = 64;
@@ -43,6 +43,68 @@ export interface FlowEvent {
   proto: number;
 }
 
+/** Bytes as text, one character per byte (what Buffer's 'latin1' decoding gives). */
+/** One frame for `processBatch`: its bytes (copied into the arena) and descriptor fields. */
+export interface FrameInput {
+  data: Uint8Array;
+  /** pcap LINKTYPE: 1 Ethernet (default), 101 raw IP, 113 SLL, ... (docs/abi.md "Descriptor"). */
+  link?: number;
+  tsSec?: number; // capture time, seconds since the epoch (flow timeouts use it)
+  tsNsec?: number;
+  wirelen?: number; // length on the wire, default data.length
+  port?: number; // ingress interface
+}
+
+export type Verdict = 'drop' | 'backend' | 'client' | 'pass';
+
+/** What the engine decided for one frame of `processBatch`. */
+export interface FrameResult {
+  verdict: Verdict;
+  /** Drop or pass reason (DROP_NAMES / PASS_NAMES), '' when forwarded. */
+  reason: string;
+  /** Verdicts backend and client: the owning backend's id and global index; else null and -1. */
+  backend: string | null;
+  backendIndex: number;
+  /** Flow-table entry + 1, 0 when the frame is not tracked. */
+  flow: number;
+  /** The frame as the engine left it (rewritten, encapsulated; always Ethernet when forwarded). A copy. */
+  frame: Uint8Array;
+  wirelen: number;
+}
+
+/** A decoded event record (docs/abi.md "Events"). */
+export type EngineEvent =
+  | ({ type: 'flow-created' | 'flow-closed' | 'flow-resteered'; reasonName: string; backendId: string; oldBackend: number } & Omit<FlowEvent, 'type'>)
+  | { type: 'backend-state'; tsSec: number; backend: number; backendId: string; state: BackendState }
+  | { type: 'session-started'; tsSec: number; index: number; id: string; vip: string; client: string; backend: number; backendId: string }
+  | { type: 'session-ended'; tsSec: number; index: number; reason: string; backend: number; backendId: string };
+
+export const SESSION_STATES = ['free', 'active', 'closing', 'ended'] as const;
+
+/** One record of the session table (docs/abi.md "Session record"). */
+export interface SessionRecord {
+  index: number;
+  state: (typeof SESSION_STATES)[number];
+  vip: string;
+  backend: number;
+  backendId: string;
+  client: string;
+  /** Packet time (s) at which it times out (active) or ends (closing). */
+  expiry: number;
+  timeout: number; // the Session header's timeout, seconds
+  flows: number; // flows referring to it
+  /** The Session id (its first 24 bytes; `idLength` is the whole id's length). */
+  id: string;
+  idLength: number;
+  closeReason: string;
+}
+
+function latin1(mem: Uint8Array, start: number, len: number): string {
+  let s = '';
+  for (let i = 0; i < len; i++) s += String.fromCharCode(mem[start + i]);
+  return s;
+}
+
 function macParts(m: string): [number, number] {
   const b = m.split(':').map((x) => parseInt(x, 16));
   return [(b[0] << 8) | b[1], ((b[2] << 24) | (b[3] << 16) | (b[4] << 8) | b[5]) >>> 0];
@@ -75,7 +137,8 @@ export class Engine {
     if (rc !== 0) throw Object.assign(new Error(`engine init failed (code ${rc})`), { code: 'ENGINE_INIT' });
     this.mem = new Uint8Array(ex.memory.buffer);
     this.dv = new DataView(ex.memory.buffer);
-    this.buf = Buffer.from(ex.memory.buffer);
+    // Node's Buffer view of the memory; absent where there is no Buffer (a browser bundle).
+    this.buf = (typeof Buffer === 'function' ? Buffer.from(ex.memory.buffer) : undefined) as Buffer;
     this.batchSize = ex.batch_size();
     this.headroom = ex.headroom();
     this.descPtr = ex.desc_ptr();
@@ -203,7 +266,7 @@ export class Engine {
     return {
       index: this.dv.getUint32(p + 8, true),
       vip: this.mem[p + 12],
-      id: Buffer.from(this.mem.subarray(p + 32, p + 32 + len)).toString('latin1'),
+      id: latin1(this.mem, p + 32, len),
       client: formatAddress(this.mem, p + 16),
       backend: this.dv.getUint16(p + 2, true),
     };
@@ -229,5 +292,161 @@ export class Engine {
       vipPort: dv.getUint16(p + 58, false),
       proto: this.mem[p + 60],
     };
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Library conveniences (import { Engine } from 'sessionlb'): frames in, decisions out, typed
+  // events and a snapshot of the session table. The replay loop (replay.ts) does the same work
+  // over raw descriptors without allocating; these copy and decode for the embedder's comfort.
+
+  /**
+   * Copies frames[start..] into the packet arena (each behind `headroom` bytes, 8-byte aligned)
+   * and fills descriptors 0..n-1. Returns n: at most `batchSize`, fewer when the arena is full
+   * (at least one frame always fits unless it is larger than the arena).
+   */
+  placeFrames(frames: readonly FrameInput[], start = 0): number {
+    const { mem, dv } = this;
+    let cursor = this.arenaPtr;
+    let n = 0;
+    for (let i = start; i < frames.length && n < this.batchSize; i++, n++) {
+      const f = frames[i];
+      const data = ((cursor + this.headroom + 7) & ~7) >>> 0;
+      if (data + f.data.length > this.arenaEnd) {
+        if (n === 0) throw new RangeError(`frame of ${f.data.length} bytes does not fit the ${this.arenaEnd - this.arenaPtr}-byte arena`);
+        break;
+      }
+      mem.set(f.data, data);
+      const d = this.descPtr + n * DESC_SIZE;
+      dv.setUint32(d, data, true);
+      dv.setUint32(d + 4, f.data.length, true);
+      dv.setUint32(d + 8, Math.max(f.wirelen ?? f.data.length, f.data.length), true);
+      dv.setUint16(d + 12, f.port ?? 0, true);
+      dv.setUint16(d + 14, f.link ?? 1, true);
+      dv.setUint32(d + 16, f.tsSec ?? 0, true);
+      dv.setUint32(d + 20, f.tsNsec ?? 0, true);
+      dv.setUint32(d + 24, 0, true);
+      dv.setUint32(d + 28, 0, true);
+      cursor = data + f.data.length;
+    }
+    return n;
+  }
+
+  /** Descriptor i's outcome after `process` (its frame copied out of linear memory). */
+  result(i: number): FrameResult {
+    const d = this.descPtr + i * DESC_SIZE;
+    const v = this.mem[d + 24];
+    const verdict = (['drop', 'backend', 'client', 'pass'] as const)[v] ?? 'drop';
+    const reasonCode = this.mem[d + 25];
+    const egress = this.dv.getUint16(d + 26, true);
+    const fwd = verdict === 'backend' || verdict === 'client';
+    const data = this.dv.getUint32(d, true);
+    const caplen = this.dv.getUint32(d + 4, true);
+    return {
+      verdict,
+      reason: verdict === 'drop' ? DROP_NAMES[reasonCode] ?? String(reasonCode) : verdict === 'pass' ? PASS_NAMES[reasonCode] ?? String(reasonCode) : '',
+      backend: fwd ? this.backends[egress]?.id ?? null : null,
+      backendIndex: fwd ? egress : -1,
+      flow: this.dv.getUint32(d + 28, true),
+      frame: this.mem.slice(data, data + caplen),
+      wirelen: this.dv.getUint32(d + 8, true),
+    };
+  }
+
+  /**
+   * Places the frames, runs `process` over them (in batches of `batchSize`) and returns one
+   * result per frame, in order. Events stay in the ring for `readEvents`; flows time out on
+   * lookups, or sweep them with `expire`.
+   */
+  processBatch(frames: readonly FrameInput[]): FrameResult[] {
+    const out: FrameResult[] = [];
+    for (let start = 0; start < frames.length; ) {
+      const n = this.placeFrames(frames, start);
+      this.process(n);
+      for (let i = 0; i < n; i++) out.push(this.result(i));
+      start += n;
+    }
+    return out;
+  }
+
+  /** Sweeps the whole flow table (and session table) for timeouts at packet time nowS; returns the flows closed. */
+  expire(nowS: number): number {
+    return this.ex.expire(nowS, this.ex.flow_table_entries() / 4);
+  }
+
+  /**
+   * End of input: ends every open session, then closes every live flow (reason flush), so each
+   * is reported once by an event. Returns the events this produced (and any still pending).
+   */
+  finish(nowS: number): EngineEvent[] {
+    const events = this.readEvents();
+    this.ex.flush_sessions(nowS);
+    events.push(...this.readEvents());
+    while (this.ex.flush_flows(4096, nowS) > 0) events.push(...this.readEvents());
+    events.push(...this.readEvents());
+    return events;
+  }
+
+  /** Decodes one event record at p. Flow events whose reason is an unused expectation are reported as flow-closed with reasonName 'unused-expectation'. */
+  decodeEvent(p: number): EngineEvent {
+    const type = this.mem[p];
+    const tsSec = this.dv.getUint32(p + 4, true);
+    const backend = this.dv.getUint16(p + 2, true);
+    const backendId = this.backends[backend]?.id ?? '';
+    if (type === 4) return { type: 'backend-state', tsSec, backend, backendId, state: BACKEND_STATES[this.mem[p + 1]] ?? 'down' };
+    if (type === 5) {
+      const s = this.decodeSessionStarted(p);
+      return { type: 'session-started', tsSec, ...s, vip: this.config.vips[s.vip]?.address ?? String(s.vip), backendId };
+    }
+    if (type === 6) {
+      return { type: 'session-ended', tsSec, index: this.dv.getUint32(p + 8, true), reason: SESSION_END_REASONS[this.mem[p + 1]] ?? String(this.mem[p + 1]), backend, backendId };
+    }
+    const e = this.decodeFlowEvent(p);
+    const name = type === 1 ? 'flow-created' : type === 2 ? 'flow-closed' : 'flow-resteered';
+    const { type: _t, ...rest } = e;
+    return { ...rest, type: name, reasonName: type === 2 ? CLOSE_REASONS[e.reason] ?? String(e.reason) : '', backendId, oldBackend: this.dv.getUint16(p + 8, true) };
+  }
+
+  /** Drains the event ring and returns its records decoded, oldest first. */
+  readEvents(): EngineEvent[] {
+    const out: EngineEvent[] = [];
+    this.drainEvents((p) => out.push(this.decodeEvent(p)));
+    return out;
+  }
+
+  /** Per backend id: packets and bytes sent to it, flows created on it, its reply load, flows moved to it. */
+  loads(): Record<string, ReturnType<Engine['backendStats']>> {
+    const out: Record<string, ReturnType<Engine['backendStats']>> = {};
+    for (const b of this.backends) out[b.id] = this.backendStats(b.index);
+    return out;
+  }
+
+  /** The session table's records in use (active, closing, or ended but still named by a flow), by index. */
+  snapshotSessions(): SessionRecord[] {
+    const base = this.ex.session_table_ptr();
+    const cap = this.ex.session_capacity();
+    const { mem, dv } = this;
+    const out: SessionRecord[] = [];
+    for (let i = 0; i < cap; i++) {
+      const p = base + i * 64;
+      const state = mem[p + 11];
+      if (dv.getUint32(p, true) === 0 || state === 0) continue;
+      const backend = dv.getUint16(p + 8, true);
+      const idLength = mem[p + 34];
+      out.push({
+        index: i,
+        state: SESSION_STATES[state] ?? 'ended',
+        vip: this.config.vips[mem[p + 10]]?.address ?? String(mem[p + 10]),
+        backend,
+        backendId: this.backends[backend]?.id ?? '',
+        client: formatAddress(mem, p + 16),
+        expiry: dv.getUint32(p + 4, true),
+        timeout: dv.getUint16(p + 32, true),
+        flows: dv.getUint32(p + 12, true),
+        id: latin1(mem, p + 40, Math.min(idLength, 24)),
+        idLength,
+        closeReason: SESSION_END_REASONS[mem[p + 35]] ?? String(mem[p + 35]),
+      });
+    }
+    return out;
   }
 }
