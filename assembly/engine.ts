@@ -29,7 +29,7 @@ import {
 import { fragRecord, fragLookup } from './lb/frag';
 import { schedule } from './lb/schedule';
 import {
-  findVip, nextBackendSlot, slotBackend, vipPtr, backendPtr, bstatPtr, bump, vipHasPort, gwMacHi, gwMacLo,
+  findVip, nextBackendSlot, slotBackend, vipPtr, backendPtr, bstatPtr, bump, vipHasPort, gwMacHi, gwMacLo, liveFlags,
   V_ADDR, V_TSRC4, V_TSRC6, V_METHOD, V_SCHED, V_PROTOS, V_GUE_PORT, B_ADDR, B_MAC, B_STATE, B_VIP,
   B_ACTIVE, B_FAMILY, BS_PACKETS, BS_BYTES, BS_FLOWS, BS_REPLY_PACKETS, BS_REPLY_BYTES, BS_RESTEERED_IN,
   M_NAT, M_DR, S_SH, ST_DOWN, ST_ACTIVE, PROTO_TCP_BIT, PROTO_UDP_BIT, V_POLICY, V_MAX_SESSIONS, V_FIRST, V_COUNT,
@@ -510,11 +510,12 @@ function deliver(d: usize, data: usize, caplen: u32, dir: u32, vip: u32, j: u32,
   const s = bstatPtr(j);
   bump(s + BS_REPLY_PACKETS, 1);
   bump(s + BS_REPLY_BYTES, load<u32>(d, 8));
-  if (method == M_NAT || !pIsEthernet) {
+  const live = (liveFlags & 1) != 0;
+  if (method == M_NAT || !pIsEthernet || live) {
     // Two-way NAT: the reply leaves through the balancer with its MAC as source. Non-Ethernet
     // input also gets an Ethernet header, addressed to the configured gateway.
     // A NAT reply from a backend was addressed to the balancer: it leaves for the gateway.
-    emitL2(d, data, 0, !pIsEthernet || dir == DIR_BACKEND, 0, gwMacHi, gwMacLo, et);
+    emitL2(d, data, 0, !pIsEthernet || dir == DIR_BACKEND || live, 0, gwMacHi, gwMacLo, et);
     if (!pIsEthernet) count(C_L2_CONVERTED);
   }
   store<u8>(d, VERDICT_CLIENT, 24);

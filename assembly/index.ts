@@ -3,12 +3,12 @@
 import {
   ABI_VERSION, BATCH, HEADROOM, SCRATCH_SIZE, layout, descPtr, arenaPtr, arenaSize, scratchPtr, ioPtr,
   ioSize, countersPtr, dropsPtr, passesPtr, bstatsPtr, eventsPtr, eventCap, eventHeadPtr, ringPtr,
-  initialized, flowsPtr, flowBucketMask, WAYS, sessionsPtr, sessionMask,
+  initialized, flowsPtr, flowBucketMask, WAYS, sessionsPtr, sessionMask, backendsPtr,
 } from './layout';
 import { processBatch } from './engine';
 import {
   configGlobal, configVip, configVipPorts, configBackend, configCommit, setBackendState, backendCount, neededHeadroom,
-  configVipSessions, configBackendSessions,
+  configVipSessions, configBackendSessions, configLive,
 } from './lb/config';
 import { setTimeouts, expireFlows, flushFlows, flowLive, setSetupTimeout } from './lb/flowtable';
 import { setSessionLimits, expireSessions, flushSessions, sessionLive } from './session/table';
@@ -41,12 +41,14 @@ export function events_ptr(): usize { return eventsPtr; }
 export function event_capacity(): u32 { return eventCap; }
 export function event_head_ptr(): usize { return eventHeadPtr; }
 export function ring_ptr(): usize { return ringPtr; }
+export function backend_table_ptr(): usize { return backendsPtr; }
 export function flow_table_ptr(): usize { return flowsPtr; }
 export function flow_table_entries(): u32 { return (flowBucketMask + 1) * WAYS; }
 
 export function config_global(lbMacHi: u32, lbMacLo: u32, gwMacHi: u32, gwMacLo: u32): void {
   configGlobal(lbMacHi, lbMacLo, gwMacHi, gwMacLo);
 }
+export function config_live(flags: u32): void { configLive(flags); }
 export function config_timeouts(syn: u32, established: u32, fin: u32, close: u32, udp: u32, icmp: u32, frag: u32): void {
   setTimeouts(syn, established, fin, close, udp, icmp, frag);
 }

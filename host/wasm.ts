@@ -31,6 +31,8 @@ export interface EngineExports {
   flow_table_ptr(): number;
   flow_table_entries(): number;
   config_global(lbMacHi: number, lbMacLo: number, gwMacHi: number, gwMacLo: number): void;
+  config_live(flags: number): void;
+  backend_table_ptr(): number;
   config_timeouts(syn: number, est: number, fin: number, close: number, udp: number, icmp: number, frag: number): void;
   config_hash_key(k0: bigint, k1: bigint): void;
   config_events(mask: number): void;

@@ -84,6 +84,12 @@ export let lbMacHi: u32 = 0x0200; // 02:00:00:00:00:fe
 export let lbMacLo: u32 = 0x000000fe;
 export let gwMacHi: u32 = 0;
 export let gwMacLo: u32 = 0;
+/** config_live flags: bit 0 = every frame towards clients gets src = lbMac, dst = gwMac. */
+export let liveFlags: u32 = 0;
+
+export function configLive(flags: u32): void {
+  liveFlags = flags;
+}
 
 @inline export function vipPtr(i: u32): usize {
   return vipsPtr + <usize>i * VIP_SIZE;

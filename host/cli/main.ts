@@ -13,6 +13,8 @@ commands:
                                       session integrity, balance, completed sessions per second
   lab up|down|status [--method M]     a network-namespace lab: clients, router, sessionlb on TAPs,
                                       three backends with nginx, an RTSP server and iperf3
+  ui [--port N] [--host ADDR]         serve the browser view (a capture through the engine, in the
+                                      page) on http://127.0.0.1:8080/
   help [command]                      this text, or a command's options
 
 Every command takes --help. Exit codes: 0 done, 1 bad input or config, 2 usage error.`;
@@ -34,6 +36,10 @@ async function main(argv: string[]): Promise<number> {
     case 'generate': {
       const { runGenerate } = await import('./generate.js');
       return runGenerate(rest);
+    }
+    case 'ui': {
+      const { runUi } = await import('./ui.js');
+      return runUi(rest);
     }
     case 'evaluate': {
       const { runEvaluate } = await import('./evaluate.js');

@@ -21,6 +21,10 @@ export interface BackendConfig {
   weight: number;
   state: BackendState;
   maxSessions: number; // 0 = no limit
+  /** Live mode: whether the config gave the MAC (else it is resolved by ARP/ND). */
+  macGiven?: boolean;
+  /** Live mode: this backend's health-check override (validated by host/live/health.ts). */
+  healthCheck?: unknown;
 }
 
 export interface VipConfig {
@@ -41,6 +45,8 @@ export interface VipConfig {
   clientAffinity: boolean;
   tunnel: { source: string | null; source6: string | null; guePort: number };
   backends: BackendConfig[];
+  /** Live mode: the VIP's health check (validated by host/live/health.ts); null = none. */
+  healthCheck?: unknown;
 }
 
 export interface Timeouts {
@@ -63,6 +69,104 @@ export interface Config {
   timeouts: Timeouts;
   maxSessions: number; // concurrent sessions over all VIPs, 0 = no limit
   vips: VipConfig[];
+  /** `sessionlb run` only (see LiveConfig); null when absent. */
+  live?: LiveConfig | null;
+}
+
+export const LIVE_ROLES = ['client', 'server', 'both'] as const;
+export type LiveRole = (typeof LIVE_ROLES)[number];
+
+export interface LiveInterface {
+  name: string; // TAP device (created if missing, reused if it exists)
+  role: LiveRole; // client side, server side, or both (one-armed)
+  addresses: string[]; // addresses sessionlb owns on this side (answers ARP/ND and ping for them)
+  mtu: number;
+  persist: boolean; // leave the device behind at exit (TUNSETPERSIST)
+}
+
+export interface LiveConfig {
+  interfaces: LiveInterface[];
+  /** Client-side next hop: replies to clients go to its MAC; null = clients are on-link. */
+  gateway: { address: string | null; mac: string | null };
+  admission: { tcp: 'rst' | 'drop'; icmpRate: number };
+  metrics: { listen: string | null };
+  neighbor: { retryMs: number; retries: number; refreshS: number };
+  /** Spare backend slots reserved per VIP so SIGHUP can add backends without re-initialising. */
+  backendSlack: number;
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
+}
+
+function parseLive(raw: unknown, vips: VipConfig[]): LiveConfig {
+  if (!isObj(raw)) throw new ConfigError('live', 'must be an object');
+  only(raw, 'live', ['interfaces', 'gateway', 'admission', 'metrics', 'neighbor', 'backendSlack', 'logLevel', 'mtu']);
+  const defMtu = int(raw, 'mtu', 'live.', 1500, 576, 9000);
+  if (!Array.isArray(raw.interfaces) || raw.interfaces.length === 0 || raw.interfaces.length > 2) {
+    throw new ConfigError('live.interfaces', 'must be an array of 1 or 2 interfaces: {"name", "role": "client"|"server"|"both", "addresses"}');
+  }
+  const seen = new Set<string>();
+  const interfaces = raw.interfaces.map((ri, i): LiveInterface => {
+    const p = `live.interfaces[${i}].`;
+    if (!isObj(ri)) throw new ConfigError(`live.interfaces[${i}]`, 'must be an object');
+    only(ri, `live.interfaces[${i}]`, ['name', 'role', 'addresses', 'mtu', 'persist']);
+    const name = str(ri, 'name', p);
+    if (!/^[A-Za-z0-9_.-]{1,15}$/.test(name)) throw new ConfigError(`${p}name`, `"${name}" is not a valid interface name (1-15 letters, digits, '_', '.', '-')`);
+    if (seen.has(name)) throw new ConfigError(`${p}name`, `"${name}" is listed twice`);
+    seen.add(name);
+    const role = oneOf(ri, 'role', p, LIVE_ROLES);
+    let addresses: string[] = [];
+    if (ri.addresses !== undefined) {
+      if (!Array.isArray(ri.addresses)) throw new ConfigError(`${p}addresses`, 'must be an array of IP addresses');
+      addresses = ri.addresses.map((a, k) => {
+        const t = typeof a === 'string' ? a.replace(/\/\d+$/, '') : '';
+        if (isIP(t) === 0) throw new ConfigError(`${p}addresses[${k}]`, `${JSON.stringify(a)} is not an IPv4 or IPv6 address`);
+        return t;
+      });
+    }
+    if (ri.persist !== undefined && typeof ri.persist !== 'boolean') throw new ConfigError(`${p}persist`, 'must be true or false');
+    return { name, role, addresses, mtu: int(ri, 'mtu', p, defMtu, 576, 9000), persist: ri.persist === true };
+  });
+  const roles = interfaces.map((x) => x.role);
+  if (interfaces.length === 1 && roles[0] !== 'both') throw new ConfigError('live.interfaces[0].role', 'a single interface must have role "both" (one-armed); use two interfaces for "client" and "server"');
+  if (interfaces.length === 2 && !(roles.includes('client') && roles.includes('server'))) {
+    throw new ConfigError('live.interfaces', 'two interfaces must be one "client" and one "server"');
+  }
+  const gateway = { address: null as string | null, mac: null as string | null };
+  if (raw.gateway !== undefined) {
+    if (!isObj(raw.gateway)) throw new ConfigError('live.gateway', 'must be an object {"address", "mac"?}');
+    only(raw.gateway, 'live.gateway', ['address', 'mac']);
+    if (raw.gateway.address !== undefined) gateway.address = address(raw.gateway, 'address', 'live.gateway.').address;
+    if (raw.gateway.mac !== undefined) gateway.mac = mac(raw.gateway, 'mac', 'live.gateway.', '');
+    if (!gateway.address && !gateway.mac) throw new ConfigError('live.gateway', 'needs "address" (resolved by ARP/ND) or "mac"');
+  }
+  const admission = { tcp: 'rst' as 'rst' | 'drop', icmpRate: 100 };
+  if (raw.admission !== undefined) {
+    if (!isObj(raw.admission)) throw new ConfigError('live.admission', 'must be an object');
+    only(raw.admission, 'live.admission', ['tcp', 'icmpRate']);
+    admission.tcp = oneOf(raw.admission, 'tcp', 'live.admission.', ['rst', 'drop'] as const, 'rst');
+    admission.icmpRate = int(raw.admission, 'icmpRate', 'live.admission.', 100, 0, 1_000_000);
+  }
+  const metrics = { listen: null as string | null };
+  if (raw.metrics !== undefined) {
+    if (!isObj(raw.metrics)) throw new ConfigError('live.metrics', 'must be an object {"listen": "127.0.0.1:9100"}');
+    only(raw.metrics, 'live.metrics', ['listen']);
+    const l = str(raw.metrics, 'listen', 'live.metrics.');
+    if (!/^(\[[0-9a-fA-F:.]+\]|[0-9.]+|localhost):\d{1,5}$/.test(l)) throw new ConfigError('live.metrics.listen', `"${l}" must be HOST:PORT, e.g. "127.0.0.1:9100"`);
+    metrics.listen = l;
+  }
+  const neighbor = { retryMs: 1000, retries: 5, refreshS: 60 };
+  if (raw.neighbor !== undefined) {
+    if (!isObj(raw.neighbor)) throw new ConfigError('live.neighbor', 'must be an object');
+    only(raw.neighbor, 'live.neighbor', ['retryMs', 'retries', 'refreshS']);
+    neighbor.retryMs = int(raw.neighbor, 'retryMs', 'live.neighbor.', 1000, 10, 60_000);
+    neighbor.retries = int(raw.neighbor, 'retries', 'live.neighbor.', 5, 1, 1000);
+    neighbor.refreshS = int(raw.neighbor, 'refreshS', 'live.neighbor.', 60, 1, 86400);
+  }
+  const backendSlack = int(raw, 'backendSlack', 'live.', 8, 0, 1024);
+  const logLevel = oneOf(raw, 'logLevel', 'live.', ['debug', 'info', 'warn', 'error'] as const, 'info');
+  for (const v of vips) {
+    if (v.method !== 'nat' && v.method !== 'dr') throw new ConfigError('live', `VIP ${v.address}: live mode supports methods "nat" and "dr" (not "${v.method}")`);
+  }
+  return { interfaces, gateway, admission, metrics, neighbor, backendSlack, logLevel };
 }
 
 export const DEFAULT_TIMEOUTS: Timeouts = {
@@ -200,7 +304,7 @@ const RESERVED_IDS = new Set(['client', 'report', 'flows']);
 
 export function parseConfig(raw: unknown): Config {
   if (!isObj(raw)) throw new ConfigError('', 'the top level must be a JSON object with a "vips" array');
-  only(raw, '', ['mac', 'gatewayMac', 'flowCapacity', 'hashKey', 'timeouts', 'maxSessions', 'vips']);
+  only(raw, '', ['mac', 'gatewayMac', 'flowCapacity', 'hashKey', 'timeouts', 'maxSessions', 'vips', 'live']);
   const lbMac = mac(raw, 'mac', '', '02:00:00:00:00:fe');
   const gwMac = mac(raw, 'gatewayMac', '', '02:00:00:00:00:01');
   const flowCapacity = int(raw, 'flowCapacity', '', DEFAULT_FLOW_CAPACITY, 1024, 1 << 26);
@@ -221,7 +325,7 @@ export function parseConfig(raw: unknown): Config {
   const vips = raw.vips.map((rv, i): VipConfig => {
     const p = `vips[${i}].`;
     if (!isObj(rv)) throw new ConfigError(`vips[${i}]`, 'must be an object');
-    only(rv, `vips[${i}]`, ['address', 'ports', 'protocols', 'method', 'scheduler', 'ringSize', 'policy', 'rtspPorts', 'maxSessions', 'sessionRate', 'clientAffinity', 'tunnel', 'backends']);
+    only(rv, `vips[${i}]`, ['address', 'ports', 'protocols', 'method', 'scheduler', 'ringSize', 'policy', 'rtspPorts', 'maxSessions', 'sessionRate', 'clientAffinity', 'tunnel', 'backends', 'healthCheck']);
     const va = address(rv, 'address', p);
     const norm = Buffer.from(addressBytes(va.address)).toString('hex');
     if (seenVip.has(norm)) throw new ConfigError(`${p}address`, `${va.address} is configured twice`);
@@ -286,7 +390,7 @@ export function parseConfig(raw: unknown): Config {
     const backends = rv.backends.map((rb, j): BackendConfig => {
       const bp = `${p}backends[${j}].`;
       if (!isObj(rb)) throw new ConfigError(`${p}backends[${j}]`, 'must be an object');
-      only(rb, `${p}backends[${j}]`, ['id', 'address', 'mac', 'weight', 'state', 'maxSessions']);
+      only(rb, `${p}backends[${j}]`, ['id', 'address', 'mac', 'weight', 'state', 'maxSessions', 'healthCheck']);
       const id = str(rb, 'id', bp);
       if (!ID_RE.test(id) || RESERVED_IDS.has(id)) {
         throw new ConfigError(`${bp}id`, `"${id}" must be 1-64 letters, digits, '.', '_' or '-' (it names the output file), and not "client", "report" or "flows"`);
@@ -311,15 +415,19 @@ export function parseConfig(raw: unknown): Config {
         weight: int(rb, 'weight', bp, 1, 0, 65535),
         state: oneOf(rb, 'state', bp, BACKEND_STATES, 'active'),
         maxSessions: int(rb, 'maxSessions', bp, 0, 0, 1 << 30),
+        ...(rb.mac !== undefined ? { macGiven: true } : {}),
+        ...(rb.healthCheck !== undefined ? { healthCheck: rb.healthCheck } : {}),
       };
     });
     if (ringSize < backends.length) throw new ConfigError(`${p}ringSize`, `must be at least the number of backends (${backends.length})`);
     if (!tunnel.source && va.family === 4) tunnel.source = va.address;
     if (!tunnel.source6 && va.family === 6) tunnel.source6 = va.address;
-    return { address: va.address, family: va.family, ports, protocols, method, scheduler, ringSize, policy, rtspPorts, maxSessions, sessionRate, clientAffinity, tunnel, backends };
+    return { address: va.address, family: va.family, ports, protocols, method, scheduler, ringSize, policy, rtspPorts, maxSessions, sessionRate, clientAffinity, tunnel, backends,
+      ...(rv.healthCheck !== undefined ? { healthCheck: rv.healthCheck } : {}) };
   });
   const maxSessions = int(raw, 'maxSessions', '', 0, 0, 1 << 30);
-  return { mac: lbMac, gatewayMac: gwMac, flowCapacity, hashKey, timeouts, maxSessions, vips };
+  const live = raw.live === undefined ? null : parseLive(raw.live, vips);
+  return { mac: lbMac, gatewayMac: gwMac, flowCapacity, hashKey, timeouts, maxSessions, vips, ...(live ? { live } : {}) };
 }
 
 export function loadConfig(file: string): Config {

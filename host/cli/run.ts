@@ -1,0 +1,96 @@
+// `sessionlb run --config FILE [--pcap-tap DIR]`: live mode on TAP devices (host/live/loop.ts).
+import { parseArgs } from 'node:util';
+import { loadConfig, ConfigError } from '../ctl/config.js';
+import { EXIT_FAIL, EXIT_OK, UsageError, report } from './errors.js';
+
+export const RUN_USAGE = `usage: sessionlb run --config FILE [--pcap-tap DIR]
+
+Balances live traffic on TAP devices (/dev/net/tun) named in the config's "live" section: one
+interface towards the clients and one towards the backends, or a single one (role "both") for
+one-armed DR. Answers ARP/ND and ping for its own addresses and the VIPs, resolves backend and
+gateway MACs, health-checks the backends, and serves Prometheus metrics when live.metrics.listen
+is set. Runs until SIGINT or SIGTERM, then prints the final counters (JSON) on stdout.
+SIGHUP reloads the config: backends added, removed or re-weighted, flows kept.
+
+options:
+  --config FILE    JSON configuration with a "live" section (README "Live mode")   required
+  --pcap-tap DIR   write what each interface receives and sends to DIR/<interface>.pcap
+  --help           this text
+
+Needs root (or CAP_NET_ADMIN) and /dev/net/tun. Logs are JSON lines on stderr.
+exit codes: 0 stopped by a signal, 1 bad config or a failure (message says which), 2 usage error`;
+
+export async function runLive(argv: string[]): Promise<number> {
+  let values: { config?: string; 'pcap-tap'?: string; help?: boolean };
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        config: { type: 'string', short: 'c' },
+        'pcap-tap': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+    if (values.help) {
+      process.stdout.write(RUN_USAGE + '\n');
+      return EXIT_OK;
+    }
+    if (!values.config) throw new UsageError('missing --config FILE');
+  } catch (e) {
+    return report(e, RUN_USAGE);
+  }
+  const configFile = values.config!;
+  let lb: import('../live/loop.js').LiveBalancer;
+  let metrics: { close(): Promise<void> | void } | null = null;
+  try {
+    const config = loadConfig(configFile);
+    if (!config.live) throw new ConfigError('live', 'is required for `sessionlb run`: {"interfaces": [...], "gateway": {...}} (README "Live mode")');
+    const { tapUnavailable } = await import('../live/tap.js');
+    const why = tapUnavailable();
+    if (why) {
+      process.stderr.write(`sessionlb: cannot run: ${why}\n`);
+      return EXIT_FAIL;
+    }
+    const { LiveBalancer } = await import('../live/loop.js');
+    lb = new LiveBalancer(config, { pcapDir: values['pcap-tap'] ?? null });
+    lb.start();
+    if (config.live.metrics.listen) metrics = await startMetrics(lb, config.live.metrics.listen);
+  } catch (e) {
+    const err = e as Error & { code?: string };
+    if (err.code === 'TAP_OPEN' || err.code === 'TAP_ADDON') {
+      process.stderr.write(`sessionlb: ${err.message}\n`);
+      return EXIT_FAIL;
+    }
+    return report(e);
+  }
+  return new Promise<number>((resolve) => {
+    const reload = () => {
+      try {
+        lb.reload(loadConfig(configFile));
+      } catch (e) {
+        lb.log.error('reload rejected, the running config stays', { error: (e as Error).message });
+      }
+    };
+    const stop = (sig: string) => {
+      process.off('SIGHUP', reload);
+      lb.log.info('stopping', { signal: sig });
+      const snap = lb.snapshot();
+      lb.stop();
+      Promise.resolve(metrics?.close()).finally(() => {
+        process.stdout.write(JSON.stringify({ final: true, ...snap }, null, 2) + '\n');
+        resolve(EXIT_OK);
+      });
+    };
+    process.on('SIGHUP', reload);
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+}
+
+/** Serves Prometheus text metrics with H5's host/live/metrics.ts. */
+async function startMetrics(lb: import('../live/loop.js').LiveBalancer, listen: string): Promise<{ close(): Promise<void> | void }> {
+  const path = '../live/metrics.js';
+  const m = (await import(path)) as { startLiveMetrics?: (lb: unknown, listen: string) => Promise<{ close(): Promise<void> | void }> };
+  if (!m.startLiveMetrics) throw new Error('metrics module has no startLiveMetrics');
+  return m.startLiveMetrics(lb, listen);
+}

@@ -1,0 +1,707 @@
+// Live mode: the engine on TAP devices. One LiveBalancer owns the engine, the TAP devices (one per
+// side, or one for one-armed DR), the neighbour caches (ARP/ND), health checks, metrics and the
+// optional pcap mirror.
+//
+// The batch loop runs from libuv (uv_poll readable callbacks in native/tap.c): read up to
+// batch_size() frames straight into the arena slots (the addon fills the descriptors, with the
+// host clock as packet time), process(n) once, then per verdict: 1 -> the server-side TAP,
+// 2 -> the client-side TAP, 3 -> the slow path here (ARP/ND, echo to owned addresses and VIPs),
+// 0 with reason admission -> a TCP reset or ICMP port unreachable (H4's admission.ts). Frames
+// towards backends longer than the server side's MTU get ICMP fragmentation needed / packet too
+// big instead. Writes are one addon call per side per batch.
+//
+// Backends occupy stable global engine indices: each VIP reserves `live.backendSlack` spare slots
+// at init (placeholders, down, weight 0), so a reload can add backends; removed ones become
+// tombstones (down, weight 0). A backend is given to the engine as down until its MAC is known
+// (static in the config, or resolved by ARP/ND), and thereafter in the state health and the
+// configured state give (health.ts effectiveState).
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { isIPv4 } from 'node:net';
+import { Engine } from '../engine.js';
+import { addressBytes, type BackendConfig, type BackendState, type Config, type LiveInterface, BACKEND_STATES, ConfigError } from '../ctl/config.js';
+import { VERDICT, EVENT } from '../ctl/counters.js';
+import { PcapWriter } from '../io/pcap-writer.js';
+import { Tap } from './tap.js';
+import { AddressSet } from './addresses.js';
+import { parseArp, buildArpReply, buildGratuitousArp, ARP_REQUEST } from './arp.js';
+import { parseNd, buildNaReply, buildUnsolicitedNa, ND_NS } from './nd.js';
+import { ETH_ARP, ETH_IPV4, ETH_IPV6, PROTO_ICMPV6, ipv4Number, ipv6Bytes, macBytes, macString, parseEth, parseIp } from './frame.js';
+import { Neighbours, type NeighbourEvent } from './neighbours.js';
+import { buildEchoReply, buildTooBig, isEchoRequest } from './icmp.js';
+import { RateLimiter, refuse } from './admission.js';
+import { createLogger, type Logger } from './log.js';
+import {
+  HealthChecker, parseHealthCheck, resolveCheckPort, effectiveState, DEFAULT_HEALTH_CHECK,
+  type HealthCheckConfig, type HealthTarget, type HealthChange, type HealthState,
+} from './health.js';
+
+const DROP_ADMISSION = 9;
+const SLOT_BYTES = 16384;
+const HIST_BOUNDS = [1, 2, 4, 8, 16, 32, 64, 128, 256];
+
+type Side = 'client' | 'server';
+
+interface Iface {
+  cfg: LiveInterface;
+  tap: Tap;
+  sides: Side[];
+  owned: AddressSet; // answered for ARP/ND and echo on this interface
+  neigh: Neighbours;
+  pcap: PcapWriter | null;
+  rxFrames: number;
+  txFrames: number;
+  rxBatches: number;
+}
+
+export interface LiveBackend {
+  id: string;
+  vip: number;
+  index: number; // global engine index (stable for the process's life)
+  address: string;
+  admin: BackendState;
+  weight: number;
+  staticMac: string | null;
+  mac: string | null; // resolved or static
+  health: HealthState;
+  check: HealthCheckConfig | null;
+  servicePort: number;
+  removed: boolean;
+  engineState: BackendState;
+  maxSessions: number;
+}
+
+export interface LiveOptions {
+  pcapDir?: string | null;
+  logger?: Logger;
+  /** Health-check options (tests). */
+  healthRandom?: () => number;
+}
+
+/** A snapshot for metrics and the final report. */
+export interface LiveSnapshot {
+  uptimeS: number;
+  counters: Record<string, number>;
+  drops: Record<string, number>;
+  passes: Record<string, number>;
+  flows: number;
+  flowCapacity: number;
+  sessions: number;
+  sessionCapacity: number;
+  pps: number;
+  batches: number;
+  batchHistogram: { le: number; count: number }[];
+  batchSum: number;
+  backends: {
+    id: string; vip: string; address: string; state: BackendState; health: HealthState; mac: string | null; weight: number;
+    packets: number; bytes: number; flows: number; replyPackets: number; replyBytes: number; liveFlows: number; sessions: number;
+  }[];
+  interfaces: { name: string; role: string; rxFrames: number; txFrames: number }[];
+  slowPath: Record<string, number>;
+}
+
+function macParts(m: string): [number, number] {
+  const b = m.split(':').map((x) => parseInt(x, 16));
+  return [(b[0] << 8) | b[1], ((b[2] << 24) | (b[3] << 16) | (b[4] << 8) | b[5]) >>> 0];
+}
+
+/** The config the engine is built from: each VIP's backends plus `slack` placeholders. */
+function paddedConfig(config: Config, slack: number): Config {
+  return {
+    ...config,
+    vips: config.vips.map((v, i) => ({
+      ...v,
+      backends: [
+        ...v.backends.map((b) => ({ ...b, state: 'down' as BackendState })),
+        ...Array.from({ length: slack }, (_, k): BackendConfig => ({
+          id: `~spare.${i}.${k}`, address: v.family === 4 ? '0.0.0.0' : '::', family: v.family, mac: '00:00:00:00:00:00',
+          weight: 0, state: 'down', maxSessions: 0,
+        })),
+      ],
+      ringSize: v.ringSize,
+    })),
+  };
+}
+
+function servicePort(v: Config['vips'][number], check: HealthCheckConfig | null, path: string): number {
+  if (!check || check.type === 'none') return 0;
+  return resolveCheckPort(check, { ports: v.ports, rtspPorts: v.rtspPorts }, path);
+}
+
+function healthOf(v: Config['vips'][number], b: BackendConfig, vi: number, bi: number): HealthCheckConfig | null {
+  const vipCheck = v.healthCheck !== undefined ? parseHealthCheck(v.healthCheck, `vips[${vi}].healthCheck`) : null;
+  if (b.healthCheck !== undefined) return parseHealthCheck(b.healthCheck, `vips[${vi}].backends[${bi}].healthCheck`, vipCheck ?? DEFAULT_HEALTH_CHECK);
+  return vipCheck;
+}
+
+/** Validates the live parts a run needs beyond parseConfig (health checks); throws ConfigError. */
+export function checkLiveConfig(config: Config): void {
+  if (!config.live) throw new ConfigError('live', 'is required for `sessionlb run` (interfaces, addresses, gateway)');
+  config.vips.forEach((v, vi) => v.backends.forEach((b, bi) => {
+    const c = healthOf(v, b, vi, bi);
+    servicePort(v, c, b.healthCheck !== undefined ? `vips[${vi}].backends[${bi}].healthCheck` : `vips[${vi}].healthCheck`);
+  }));
+}
+
+export class LiveBalancer {
+  config: Config;
+  readonly engine: Engine;
+  readonly log: Logger;
+  readonly backends: LiveBackend[] = [];
+  private readonly ifaces: Iface[] = [];
+  private clientIf!: Iface;
+  private serverIf!: Iface;
+  private readonly memBuf: ArrayBuffer;
+  private readonly mem: Uint8Array;
+  private readonly slots: Uint32Array;
+  private readonly cap: number;
+  private readonly srvList: Uint32Array;
+  private readonly cliList: Uint32Array;
+  private readonly lbMac: Uint8Array;
+  private readonly vipSet = new AddressSet();
+  private readonly onLink: boolean; // no gateway: replies go to the client's own MAC
+  private gatewayMac: string | null = null;
+  private readonly icmpLimiter: RateLimiter;
+  private readonly rstLimiter: RateLimiter;
+  private health: HealthChecker | null = null;
+  private timers: NodeJS.Timeout[] = [];
+  private readonly started = Date.now();
+  private lastRx = 0;
+  private lastTick = Date.now();
+  private pps = 0;
+  readonly hist = new Float64Array(HIST_BOUNDS.length);
+  batchSum = 0;
+  private expireBuckets: number;
+  readonly slow: Record<string, number> = {
+    'arp-replies': 0, 'nd-replies': 0, 'echo-replies': 0, 'too-big-sent': 0, 'too-big-dropped': 0,
+    'admission-rst': 0, 'admission-icmp': 0, 'admission-silent': 0, 'admission-rate-limited': 0,
+    'client-mac-unknown': 0, 'write-errors': 0,
+  };
+  private stopped = false;
+
+  constructor(config: Config, opts: LiveOptions = {}) {
+    checkLiveConfig(config);
+    const live = config.live!;
+    this.config = config;
+    this.log = opts.logger ?? createLogger({ level: live.logLevel });
+    const slack = live.backendSlack;
+    const batch = 256;
+    this.engine = new Engine(paddedConfig(config, slack), {
+      arenaBytes: Math.max(1 << 20, batch * SLOT_BYTES),
+      ioBytes: 0,
+      eventMask: (1 << EVENT.FLOW_RESTEERED) | (1 << EVENT.BACKEND_STATE),
+    });
+    const ex = this.engine.ex;
+    ex.config_live(1);
+    this.memBuf = ex.memory.buffer as ArrayBuffer;
+    this.mem = this.engine.mem;
+    const bs = this.engine.batchSize;
+    this.slots = new Uint32Array(bs);
+    for (let i = 0; i < bs; i++) this.slots[i] = this.engine.arenaPtr + i * SLOT_BYTES + this.engine.headroom;
+    this.cap = SLOT_BYTES - this.engine.headroom;
+    this.srvList = new Uint32Array(bs);
+    this.cliList = new Uint32Array(bs);
+    this.lbMac = macBytes(config.mac);
+    this.onLink = !live.gateway.address && !live.gateway.mac;
+    this.expireBuckets = Math.max(1, Math.ceil(ex.flow_table_entries() / 4 / 30));
+    const now = () => performance.now();
+    this.icmpLimiter = new RateLimiter(live.admission.icmpRate, Math.max(1, live.admission.icmpRate), now);
+    this.rstLimiter = new RateLimiter(Math.max(1000, live.admission.icmpRate * 10), Math.max(1000, live.admission.icmpRate * 10), now);
+    for (const v of config.vips) this.vipSet.add(v.address);
+    // Backends: engine index = VIP's first + position; spares follow each VIP's backends.
+    let first = 0;
+    config.vips.forEach((v, vi) => {
+      v.backends.forEach((b, bi) => {
+        const check = healthOf(v, b, vi, bi);
+        this.backends.push({
+          id: b.id, vip: vi, index: first + bi, address: b.address, admin: b.state, weight: b.weight,
+          staticMac: b.macGiven ? b.mac : null, mac: null, health: check ? check.initial : 'up', check,
+          servicePort: servicePort(v, check, `vips[${vi}].healthCheck`), removed: false, engineState: 'down', maxSessions: b.maxSessions,
+        });
+      });
+      first += v.backends.length + slack;
+    });
+    // Health check and ARP traffic from the kernel may use the pcap mirror directory too.
+    if (opts.pcapDir) mkdirSync(opts.pcapDir, { recursive: true });
+    // Interfaces.
+    live.interfaces.forEach((ic, k) => {
+      const sides: Side[] = ic.role === 'both' ? ['client', 'server'] : [ic.role];
+      const tap = Tap.open(ic.name, { persist: ic.persist, mtu: ic.mtu, port: k });
+      const owned = new AddressSet(ic.addresses);
+      if (sides.includes('client')) for (const v of config.vips) owned.add(v.address);
+      const src4 = ic.addresses.find((a) => isIPv4(a));
+      const src6 = ic.addresses.find((a) => !isIPv4(a));
+      const iface: Iface = {
+        cfg: ic, tap, sides, owned, pcap: opts.pcapDir ? new PcapWriter(join(opts.pcapDir, `${tap.name}.pcap`), { bufferBytes: 1 << 16 }) : null,
+        rxFrames: 0, txFrames: 0, rxBatches: 0,
+        neigh: null as unknown as Neighbours,
+      };
+      iface.neigh = new Neighbours({
+        mac: this.lbMac, now, send: (f) => this.sendFrame(iface, f), source4: src4, source6: src6, owned,
+        retries: live.neighbor.retries, retryIntervalMs: live.neighbor.retryMs, reachableMs: live.neighbor.refreshS * 1000,
+        onEvent: (e) => this.onNeighbour(iface, e),
+      });
+      this.ifaces.push(iface);
+      if (sides.includes('client')) this.clientIf = iface;
+      if (sides.includes('server')) this.serverIf = iface;
+    });
+  }
+
+  private sendFrame(iface: Iface, f: Uint8Array): void {
+    if (iface.pcap) this.mirror(iface, f, 0, f.length);
+    if (!iface.tap.writeFrame(f)) this.slow['write-errors']++;
+    else iface.txFrames++;
+  }
+
+  private mirror(iface: Iface, buf: Uint8Array, off: number, len: number): void {
+    const t = Date.now();
+    const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+    iface.pcap!.writeRecord(b, off, len, len, Math.floor(t / 1000), (t % 1000) * 1e6);
+  }
+
+  /** Starts reading, resolving, health checking and the housekeeping timer. */
+  start(): void {
+    const live = this.config.live!;
+    // Static MACs and resolution of every backend and the gateway.
+    for (const b of this.backends) this.want(b);
+    if (live.gateway.mac) this.setGateway(live.gateway.mac);
+    else if (live.gateway.address) this.clientIf.neigh.resolve(live.gateway.address);
+    // Announce our addresses (gratuitous ARP / unsolicited NA), so switches and neighbours learn us.
+    for (const iface of this.ifaces) {
+      for (const a of iface.owned.list()) {
+        if (isIPv4(a)) this.sendFrame(iface, buildGratuitousArp(this.lbMac, ipv4Number(a)));
+        else this.sendFrame(iface, buildUnsolicitedNa(this.lbMac, ipv6Bytes(a)));
+      }
+    }
+    for (const iface of this.ifaces) iface.tap.onReadable(() => {
+      try {
+        this.onReadable(iface);
+      } catch (e) {
+        this.log.error('batch failed', { interface: iface.tap.name, error: e as Error });
+      }
+    });
+    this.startHealth();
+    this.timers.push(setInterval(() => this.tick(), 200));
+    this.log.info('sessionlb running', {
+      interfaces: this.ifaces.map((i) => ({ name: i.tap.name, role: i.cfg.role, addresses: i.cfg.addresses })),
+      vips: this.config.vips.map((v) => `${v.address} (${v.method})`), backends: this.backends.length,
+      gateway: live.gateway.address ?? live.gateway.mac ?? 'on-link clients',
+    });
+  }
+
+  private want(b: LiveBackend): void {
+    if (b.removed) return;
+    const iface = this.serverIf;
+    if (b.staticMac) iface.neigh.addStatic(b.address, b.staticMac);
+    else iface.neigh.resolve(b.address);
+    const m = iface.neigh.peek(b.address);
+    if (m) this.setBackendMac(b, macString(m));
+  }
+
+  private setGateway(mac: string): void {
+    if (this.gatewayMac === mac) return;
+    this.gatewayMac = mac;
+    this.engine.ex.config_global(...macParts(this.config.mac), ...macParts(mac));
+    this.log.info('gateway resolved', { mac });
+  }
+
+  private onNeighbour(iface: Iface, e: NeighbourEvent): void {
+    const live = this.config.live!;
+    if (iface.sides.includes('client') && live.gateway.address && e.address === AddressSet.canonical(live.gateway.address)) {
+      if (e.mac) this.setGateway(e.mac);
+      else this.log.warn('gateway unreachable', { address: e.address, event: e.type });
+    }
+    if (iface.sides.includes('server')) {
+      for (const b of this.backends) {
+        if (b.removed || AddressSet.canonical(b.address) !== e.address) continue;
+        if (e.mac) this.setBackendMac(b, e.mac);
+        else if (e.type === 'failed') this.log.warn('backend MAC not resolved', { backend: b.id, address: b.address });
+      }
+    }
+  }
+
+  private setBackendMac(b: LiveBackend, mac: string): void {
+    if (b.mac === mac) return;
+    const first = b.mac === null;
+    b.mac = mac;
+    this.log.info(first ? 'backend MAC resolved' : 'backend MAC changed', { backend: b.id, address: b.address, mac });
+    this.pushBackend(b);
+  }
+
+  /** The state the engine should have for b. */
+  private desired(b: LiveBackend): BackendState {
+    if (b.removed || !b.mac) return 'down';
+    return effectiveState(b.admin, b.health, b.check ?? undefined);
+  }
+
+  /** Writes backend b's record (address, MAC, weight, state) into the engine, keeping its flows and stats. */
+  private pushBackend(b: LiveBackend): void {
+    const ex = this.engine.ex;
+    const st = this.desired(b);
+    const scratch = ex.scratch_ptr();
+    this.mem.fill(0, scratch, scratch + 16);
+    this.mem.set(addressBytes(b.address), scratch);
+    const weight = b.removed ? 0 : b.weight;
+    ex.config_backend(b.index, b.vip, weight, BACKEND_STATES.indexOf(st), ...macParts(b.mac ?? '00:00:00:00:00:00'));
+    ex.config_backend_sessions(b.index, b.maxSessions);
+    ex.config_commit(this.config.vips.length, this.engine.backends.length);
+    const ref = this.engine.backends[b.index];
+    // The ring names a backend by id; a tombstone gives its id up (it may come back elsewhere).
+    ref.id = b.removed ? `~removed.${b.index}` : b.id;
+    ref.address = b.address;
+    ref.weight = weight;
+    ref.state = st;
+    const prev = b.engineState;
+    b.engineState = st;
+    this.engine.programRing(b.vip);
+    ex.set_backend_state(b.index, BACKEND_STATES.indexOf(st), Math.floor(Date.now() / 1000));
+    if (prev !== st) this.log.info('backend state', { backend: b.id, vip: this.config.vips[b.vip].address, from: prev, to: st, health: b.health, admin: b.admin, mac: b.mac });
+  }
+
+  private refreshState(b: LiveBackend): void {
+    if (this.desired(b) !== b.engineState) this.pushBackend(b);
+  }
+
+  private healthTargets(): HealthTarget[] {
+    return this.backends.filter((b) => !b.removed && b.check && b.check.type !== 'none')
+      .map((b) => ({ id: b.id, address: b.address, port: b.servicePort, check: b.check! }));
+  }
+
+  private startHealth(): void {
+    const targets = this.healthTargets();
+    if (!targets.length) return;
+    this.health = new HealthChecker(targets, { logger: this.log.child({ component: 'health' }) });
+    this.health.on('change', (c: HealthChange) => {
+      const b = this.backends.find((x) => x.id === c.id && !x.removed);
+      if (!b) return;
+      b.health = c.to;
+      this.refreshState(b);
+    });
+    this.health.start();
+  }
+
+  private onReadable(iface: Iface): void {
+    if (this.stopped) return;
+    // A few batches per wake-up; the poll is level-triggered, so anything left wakes us again.
+    for (let k = 0; k < 4; k++) if (this.batch(iface) < this.engine.batchSize) break;
+  }
+
+  /** One batch from `iface`: read, process, dispatch, write. Returns frames read. */
+  private batch(iface: Iface): number {
+    const e = this.engine;
+    const mem = this.mem;
+    const dp = e.descPtr;
+    const n = iface.tap.read(this.memBuf, dp, this.slots, this.cap, e.batchSize, this.lbMac);
+    if (n === 0) return 0;
+    iface.rxFrames += n;
+    iface.rxBatches++;
+    this.batchSum += n;
+    let h = 0;
+    while (HIST_BOUNDS[h] < n) h++;
+    this.hist[h]++;
+    const dv = e.dv;
+    if (iface.pcap) for (let i = 0; i < n; i++) this.mirror(iface, mem, dv.getUint32(dp + 32 * i, true), dv.getUint32(dp + 32 * i + 4, true));
+    e.process(n);
+    const srv = this.serverIf, cli = this.clientIf;
+    const srvMax = srv.cfg.mtu + 14;
+    let ns = 0, nc = 0;
+    for (let i = 0; i < n; i++) {
+      const d = dp + 32 * i;
+      const v = mem[d + 24];
+      if (v === VERDICT.BACKEND) {
+        if (dv.getUint32(d + 4, true) > srvMax && this.tooBig(iface, d, srv.cfg.mtu)) continue;
+        this.srvList[ns++] = i;
+      } else if (v === VERDICT.CLIENT) {
+        if (this.onLink && !this.fixClientMac(d)) continue;
+        this.cliList[nc++] = i;
+      } else if (v === VERDICT.PASS) {
+        this.slowPath(iface, d);
+      } else if (mem[d + 25] === DROP_ADMISSION) {
+        this.admission(iface, d);
+      }
+    }
+    if (ns) this.writeOut(srv, this.srvList, ns);
+    if (nc) this.writeOut(cli, this.cliList, nc);
+    return n;
+  }
+
+  private writeOut(iface: Iface, list: Uint32Array, n: number): void {
+    const dp = this.engine.descPtr;
+    if (iface.pcap) {
+      const dv = this.engine.dv;
+      for (let k = 0; k < n; k++) this.mirror(iface, this.mem, dv.getUint32(dp + 32 * list[k], true), dv.getUint32(dp + 32 * list[k] + 4, true));
+    }
+    const w = iface.tap.writeDescs(this.memBuf, dp, list, n);
+    iface.txFrames += w;
+    if (w < n) this.slow['write-errors'] += n - w;
+  }
+
+  /** The frame of descriptor d as a view (slow path only). */
+  private frameAt(d: number): Uint8Array {
+    const dv = this.engine.dv;
+    const p = dv.getUint32(d, true);
+    return this.mem.subarray(p, p + dv.getUint32(d + 4, true));
+  }
+
+  /** On-link clients: destination MAC = the client's (from the neighbour cache). */
+  private fixClientMac(d: number): boolean {
+    const f = this.frameAt(d);
+    const eth = parseEth(f);
+    if (!eth) return false;
+    let addr: string;
+    if (eth.ethertype === ETH_IPV4 && f.length >= eth.l3 + 20) addr = `${f[eth.l3 + 16]}.${f[eth.l3 + 17]}.${f[eth.l3 + 18]}.${f[eth.l3 + 19]}`;
+    else if (eth.ethertype === ETH_IPV6 && f.length >= eth.l3 + 40) {
+      const ip = parseIp(f, eth.l3, eth.ethertype);
+      if (!ip) return false;
+      addr = AddressSet.canonical(Array.from({ length: 8 }, (_, k) => ((f[ip.dstOff + 2 * k] << 8) | f[ip.dstOff + 2 * k + 1]).toString(16)).join(':'));
+    } else return false;
+    const m = this.clientIf.neigh.lookup(addr);
+    if (!m) {
+      this.slow['client-mac-unknown']++;
+      return false;
+    }
+    f.set(m, 0);
+    return true;
+  }
+
+  private tooBig(iface: Iface, d: number, mtu: number): boolean {
+    const f = this.frameAt(d);
+    const eth = parseEth(f);
+    if (!eth) return false;
+    if (f.length - eth.l3 <= mtu) return false; // VLAN tags do not count against the MTU
+    const ip = parseIp(f, eth.l3, eth.ethertype);
+    if (!ip) return false;
+    // The error goes back where the frame came from, from an address of ours there (or the VIP).
+    const from = iface.cfg.addresses.find((a) => isIPv4(a) === (ip.version === 4));
+    const fam = this.config.vips.find((v) => v.family === ip.version);
+    const reply = this.icmpLimiter.allow() ? buildTooBig(f, eth, ip, mtu, from ?? fam?.address ?? '0.0.0.0', this.lbMac) : null;
+    // The engine rewrote the frame for its backend: the quote must show what the client sent.
+    // Our sender is the client side's gateway/client: its MAC is the reply's destination.
+    if (reply) {
+      if (!this.onLink && this.gatewayMac && iface === this.clientIf) reply.set(macBytes(this.gatewayMac), 0);
+      this.sendFrame(iface, reply);
+      this.slow['too-big-sent']++;
+    } else this.slow['too-big-dropped']++;
+    return true;
+  }
+
+  private admission(iface: Iface, d: number): void {
+    const f = this.frameAt(d);
+    const r = refuse(f, {
+      mac: this.lbMac, tcp: this.config.live!.admission.tcp === 'drop' ? 'drop' : 'reset',
+      icmpLimiter: this.icmpLimiter, rstLimiter: this.rstLimiter,
+    });
+    if (r.kind === 'tcp-reset') this.slow['admission-rst']++;
+    else if (r.kind === 'icmp-port-unreachable') this.slow['admission-icmp']++;
+    else if (r.kind === 'rate-limited') this.slow['admission-rate-limited']++;
+    else this.slow['admission-silent']++;
+    if (r.frame) this.sendFrame(iface, r.frame);
+  }
+
+  private slowPath(iface: Iface, d: number): void {
+    const f = this.frameAt(d);
+    const eth = parseEth(f);
+    if (!eth) return;
+    if (eth.ethertype === ETH_ARP) {
+      iface.neigh.observe(f);
+      const arp = parseArp(f, eth);
+      if (arp && arp.op === ARP_REQUEST && iface.owned.has4(arp.tpa) && arp.spa !== arp.tpa) {
+        this.sendFrame(iface, buildArpReply(f, eth, arp, this.lbMac));
+        this.slow['arp-replies']++;
+      }
+      return;
+    }
+    const ip = parseIp(f, eth.l3, eth.ethertype);
+    if (!ip) return;
+    if (ip.version === 6 && ip.proto === PROTO_ICMPV6) {
+      const nd = parseNd(f, ip);
+      if (nd) {
+        iface.neigh.observe(f);
+        if (nd.type === ND_NS && iface.owned.hasAt(f, nd.targetOff, 16)) {
+          this.sendFrame(iface, buildNaReply(f, eth, ip, nd, this.lbMac));
+          this.slow['nd-replies']++;
+        }
+        return;
+      }
+    }
+    if (iface.owned.hasAt(f, ip.dstOff, ip.addrLen) && isEchoRequest(f, ip)) {
+      const r = buildEchoReply(f, eth, ip, this.lbMac);
+      if (r) {
+        this.sendFrame(iface, r);
+        this.slow['echo-replies']++;
+      }
+    }
+  }
+
+  /** Housekeeping every 200 ms: flow expiry, neighbours, events, pps. */
+  private tick(): void {
+    const now = Date.now();
+    const ex = this.engine.ex;
+    const dt = now - this.lastTick;
+    if (dt >= 1000) {
+      const rx = this.engine.dv.getBigUint64(ex.counters_ptr(), true);
+      this.pps = (Number(rx) - this.lastRx) * 1000 / dt;
+      this.lastRx = Number(rx);
+      this.lastTick = now;
+      // Each second sweeps 1/30 of the table.
+      ex.expire(Math.floor(now / 1000), this.expireBuckets);
+    }
+    for (const i of this.ifaces) i.neigh.tick();
+    // Keep wanted backends fresh (and re-resolve failed ones).
+    for (const b of this.backends) if (!b.removed && !b.staticMac) {
+      const m = this.serverIf.neigh.lookup(b.address);
+      if (m) this.setBackendMac(b, macString(m));
+    }
+    this.engine.drainEvents((p) => {
+      const t = this.mem[p];
+      if (t === EVENT.FLOW_RESTEERED) {
+        const ev = this.engine.decodeFlowEvent(p);
+        this.log.debug('flow re-steered', { client: `${ev.clientIp}:${ev.clientPort}`, vip: `${ev.vip}:${ev.vipPort}`, to: this.engine.backends[ev.backend]?.id });
+      }
+    });
+    for (const i of this.ifaces) i.pcap?.flush();
+  }
+
+  /** Applies a new config without dropping flows; throws ConfigError for changes needing a restart. */
+  reload(next: Config): { added: string[]; removed: string[]; changed: string[] } {
+    checkLiveConfig(next);
+    const cur = this.config;
+    const vipKey = (v: Config['vips'][number]) => JSON.stringify({ ...v, backends: undefined, healthCheck: undefined });
+    if (JSON.stringify(next.live) !== JSON.stringify(cur.live)) throw new ConfigError('live', 'changed: the live section (interfaces, addresses, gateway, ...) needs a restart');
+    const top = (c: Config) => JSON.stringify({ ...c, vips: undefined, live: undefined });
+    if (top(next) !== top(cur)) throw new ConfigError('', 'global settings (mac, flowCapacity, hashKey, timeouts, maxSessions) changed: needs a restart');
+    if (next.vips.length !== cur.vips.length) throw new ConfigError('vips', 'VIPs added or removed: needs a restart');
+    next.vips.forEach((v, i) => {
+      if (vipKey(v) !== vipKey(cur.vips[i])) throw new ConfigError(`vips[${i}]`, 'VIP settings other than backends and healthCheck changed: needs a restart');
+    });
+    const slack = cur.live!.backendSlack;
+    // Plan first (so a rejected reload changes nothing), then apply.
+    const plan: { vi: number; adds: { b: BackendConfig; bi: number }[]; keep: Map<string, { b: BackendConfig; bi: number }> }[] = [];
+    next.vips.forEach((v, vi) => {
+      const keep = new Map<string, { b: BackendConfig; bi: number }>();
+      const adds: { b: BackendConfig; bi: number }[] = [];
+      v.backends.forEach((b, bi) => {
+        const old = this.backends.find((x) => x.vip === vi && x.id === b.id && !x.removed);
+        if (old && old.address === b.address) keep.set(b.id, { b, bi });
+        else adds.push({ b, bi });
+      });
+      const slots = this.backends.filter((x) => x.vip === vi).length;
+      const free = v.backends.length + slack - slots; // never reuse a tombstone's index within a process's life
+      const freeSpare = (cur.vips[vi].backends.length + slack) - slots;
+      void free;
+      if (adds.length > freeSpare) throw new ConfigError(`vips[${vi}].backends`, `${adds.length} new backends but only ${freeSpare} spare slots (live.backendSlack ${slack}): needs a restart`);
+      plan.push({ vi, adds, keep });
+    });
+    const out = { added: [] as string[], removed: [] as string[], changed: [] as string[] };
+    for (const { vi, adds, keep } of plan) {
+      const v = next.vips[vi];
+      let firstIdx = 0;
+      for (let k = 0; k < vi; k++) firstIdx += cur.vips[k].backends.length + slack;
+      for (const b of this.backends.filter((x) => x.vip === vi && !x.removed)) {
+        const k = keep.get(b.id);
+        if (!k) {
+          b.removed = true;
+          this.serverIf.neigh.unwant(b.address);
+          this.pushBackend(b);
+          out.removed.push(b.id);
+          continue;
+        }
+        const check = healthOf(v, k.b, vi, k.bi);
+        const changed = b.weight !== k.b.weight || b.admin !== k.b.state || b.maxSessions !== k.b.maxSessions ||
+          (k.b.macGiven ? k.b.mac : null) !== b.staticMac || JSON.stringify(check) !== JSON.stringify(b.check);
+        if (!changed) continue;
+        b.weight = k.b.weight;
+        b.admin = k.b.state;
+        b.maxSessions = k.b.maxSessions;
+        b.check = check;
+        b.servicePort = servicePort(v, check, `vips[${vi}].healthCheck`);
+        if ((k.b.macGiven ? k.b.mac : null) !== b.staticMac) {
+          b.staticMac = k.b.macGiven ? k.b.mac : null;
+          if (b.staticMac) b.mac = null;
+          this.want(b);
+        }
+        this.pushBackend(b);
+        out.changed.push(b.id);
+      }
+      const used = this.backends.filter((x) => x.vip === vi).length;
+      adds.forEach(({ b, bi }, k) => {
+        const check = healthOf(v, b, vi, bi);
+        const lb: LiveBackend = {
+          id: b.id, vip: vi, index: firstIdx + used + k, address: b.address, admin: b.state, weight: b.weight,
+          staticMac: b.macGiven ? b.mac : null, mac: null, health: check ? check.initial : 'up', check,
+          servicePort: servicePort(v, check, `vips[${vi}].healthCheck`), removed: false, engineState: 'down', maxSessions: b.maxSessions,
+        };
+        // The spare's placeholder id becomes the backend's (its ring name).
+        this.engine.backends[lb.index].id = lb.id;
+        this.backends.push(lb);
+        this.pushBackend(lb);
+        this.want(lb);
+        out.added.push(b.id);
+      });
+    }
+    this.config = next;
+    if (this.health) this.health.update(this.healthTargets());
+    else this.startHealth();
+    if (this.health) for (const b of this.backends) {
+      const s = this.health.state(b.id);
+      if (s && !b.removed && s !== b.health) {
+        b.health = s;
+        this.refreshState(b);
+      }
+    }
+    this.log.info('config reloaded', out);
+    return out;
+  }
+
+  snapshot(): LiveSnapshot {
+    const e = this.engine;
+    const ex = e.ex;
+    let cum = 0;
+    const batchHistogram = HIST_BOUNDS.map((le, i) => ({ le, count: (cum += this.hist[i]) }));
+    return {
+      uptimeS: (Date.now() - this.started) / 1000,
+      counters: e.counters(),
+      drops: e.drops(),
+      passes: e.passes(),
+      flows: ex.flow_count(),
+      flowCapacity: ex.flow_table_entries(),
+      sessions: ex.session_count(),
+      sessionCapacity: ex.session_capacity(),
+      pps: this.pps,
+      batches: cum,
+      batchHistogram,
+      batchSum: this.batchSum,
+      backends: this.backends.filter((b) => !b.removed).map((b) => {
+        const s = e.backendStats(b.index);
+        return {
+          id: b.id, vip: this.config.vips[b.vip].address, address: b.address, state: b.engineState, health: b.health, mac: b.mac, weight: b.weight,
+          packets: s.packets, bytes: s.bytes, flows: s.flows, replyPackets: s.replyPackets, replyBytes: s.replyBytes,
+          liveFlows: this.backendRecord(b.index, 32), sessions: this.backendRecord(b.index, 40),
+        };
+      }),
+      interfaces: this.ifaces.map((i) => ({ name: i.tap.name, role: i.cfg.role, rxFrames: i.rxFrames, txFrames: i.txFrames })),
+      slowPath: { ...this.slow },
+    };
+  }
+
+  /** u32 at offset `off` of backend j's engine record (docs/abi.md: 32 live flows, 40 sessions). */
+  private backendRecord(j: number, off: number): number {
+    return this.engine.dv.getUint32(this.engine.ex.backend_table_ptr() + j * 64 + off, true);
+  }
+
+  /** Stops everything: timers, polls, health checks, TAP devices; flushes pcaps. Idempotent. */
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const t of this.timers) clearInterval(t);
+    this.health?.stop();
+    for (const i of this.ifaces) {
+      i.tap.close();
+      i.pcap?.close();
+    }
+  }
+
+  interfaceNames(): string[] {
+    return this.ifaces.map((i) => i.tap.name);
+  }
+}
