@@ -13,6 +13,7 @@ commands:
                                       session integrity, balance, completed sessions per second
   lab up|down|status [--method M]     a network-namespace lab: clients, router, sessionlb on TAPs,
                                       three backends with nginx, an RTSP server and iperf3
+  run --config FILE [--pcap-tap DIR]  live mode: balance traffic on TAP devices (root)
   ui [--port N] [--host ADDR]         serve the browser view (a capture through the engine, in the
                                       page) on http://127.0.0.1:8080/
   help [command]                      this text, or a command's options
@@ -36,6 +37,10 @@ async function main(argv: string[]): Promise<number> {
     case 'generate': {
       const { runGenerate } = await import('./generate.js');
       return runGenerate(rest);
+    }
+    case 'run': {
+      const { runLive } = await import('./run.js');
+      return runLive(rest);
     }
     case 'ui': {
       const { runUi } = await import('./ui.js');
