@@ -16,7 +16,9 @@ function normalize(p: string): string {
 }
 
 export function join(...parts: string[]): string {
-  return normalize(parts.filter((x) => x !== '').join('/'));
+  const p = parts.filter((x) => x !== '').join('/');
+  const n = normalize(p);
+  return p.endsWith('/') && n !== '/' ? `${n}/` : n; // a trailing slash stays, as in Node
 }
 
 export function resolve(...parts: string[]): string {
