@@ -405,6 +405,68 @@ describe('rtsp checks', () => {
   });
 });
 
+describe('source address and IPv6', () => {
+  function v6Available(): Promise<boolean> {
+    const srv = createNetServer();
+    return new Promise((res) => {
+      srv.once('error', () => res(false));
+      srv.listen(0, '::1', () => srv.close(() => res(true)));
+    });
+  }
+
+  it('every check type leaves from localAddress when set', async () => {
+    const from: Record<string, string[]> = { tcp: [], http: [], rtsp: [] };
+    const tcp = createNetServer((s) => { from.tcp.push(s.remoteAddress!); s.destroy(); });
+    const http = createHttpServer((req, res) => { from.http.push(req.socket.remoteAddress!); res.end('ok'); });
+    const rtsp = rtspServer({ status: 200, cseq: 'echo', silent: false });
+    rtsp.srv.on('connection', (s: Socket) => from.rtsp.push(s.remoteAddress!));
+    const ports = [await listen(tcp), await listen(http), await listen(rtsp.srv)];
+    const opts = { interval: 0.1, timeout: 0.08, rise: 1, initial: 'down', localAddress: '127.0.0.2' };
+    const [hc, rec] = checker([
+      { id: 't', address: LO, port: ports[0], check: check({ ...opts, type: 'tcp' }) },
+      { id: 'h', address: LO, port: ports[1], check: check({ ...opts, type: 'http' }) },
+      { id: 'r', address: LO, port: ports[2], check: check({ ...opts, type: 'rtsp' }) },
+    ]);
+    hc.start();
+    await rec.waitFor(() => ['t', 'h', 'r'].every((id) => !!rec.change(id, 'up')), 3000, 'all up');
+    hc.stop();
+    expect(from.tcp[0]).toBe('127.0.0.2');
+    expect(from.http[0]).toBe('127.0.0.2');
+    expect(from.rtsp[0]).toBe('127.0.0.2');
+    // An address this host does not have: the check fails with the kernel's error, it does not throw.
+    const [hc2, rec2] = checker([{ id: 'bad', address: LO, port: ports[0], check: check({ ...opts, localAddress: '192.0.2.77' }) }]);
+    hc2.start();
+    await rec2.waitFor(() => rec2.results.length >= 1, 3000, 'a result');
+    expect(rec2.results[0].error).toMatch(/EADDRNOTAVAIL/);
+    hc2.stop();
+    await closeServer(tcp);
+    await closeServer(http);
+    await closeServer(rtsp.srv, rtsp.socks);
+  });
+
+  it('brackets IPv6 addresses in the Host header and the RTSP URL', async (ctx) => {
+    if (!(await v6Available())) ctx.skip();
+    const hosts: string[] = [];
+    const http = createHttpServer((req, res) => { hosts.push(req.headers.host ?? ''); res.end('ok'); });
+    const rtsp = rtspServer({ status: 200, cseq: 'echo', silent: false });
+    const listen6 = (srv: NetServer | HttpServer) => new Promise<number>((res) => srv.listen(0, '::1', () => res((srv.address() as { port: number }).port)));
+    const hp = await listen6(http);
+    const rp = await listen6(rtsp.srv);
+    const opts = { interval: 0.1, timeout: 0.08, rise: 1, initial: 'down' };
+    const [hc, rec] = checker([
+      { id: 'h6', address: '::1', port: hp, check: check({ ...opts, type: 'http' }) },
+      { id: 'r6', address: '::1', port: rp, check: check({ ...opts, type: 'rtsp' }) },
+    ]);
+    hc.start();
+    await rec.waitFor(() => !!rec.change('h6', 'up') && !!rec.change('r6', 'up'), 3000, 'both up');
+    hc.stop();
+    expect(hosts[0]).toBe(`[::1]:${hp}`);
+    expect(rtsp.requests[0].split('\r\n')[0]).toBe(`OPTIONS rtsp://[::1]:${rp}/ RTSP/1.0`);
+    await closeServer(http);
+    await closeServer(rtsp.srv, rtsp.socks);
+  });
+});
+
 describe('update()', () => {
   it('keeps unchanged targets, applies new thresholds, restarts changed endpoints, drops removed ones', async () => {
     const srv = createNetServer((s) => s.destroy());
