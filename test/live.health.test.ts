@@ -531,7 +531,9 @@ describe('update()', () => {
   });
 
   it('type none is always up and runs no checks', async () => {
-    const [hc, rec] = checker([{ id: 'n', address: LO, port: 1, check: parseHealthCheck({ type: 'none' }, 'x', check({ initial: 'down' })) }]);
+    const none = parseHealthCheck({ type: 'none' }, 'x', check({ initial: 'down' }));
+    expect(none.initial).toBe('up');
+    const [hc, rec] = checker([{ id: 'n', address: LO, port: 1, check: { ...none, initial: 'down' } }]);
     hc.start();
     await new Promise((r) => setTimeout(r, 150));
     expect(hc.status()[0]).toMatchObject({ state: 'up', checks: 0 });

@@ -69,7 +69,8 @@
 //   `alpha`: no traffic until `rise` consecutive successes.
 // - down after `fall` consecutive failures while up; up after `rise` consecutive successes while
 //   down. A success resets the failure count and the other way round.
-// - type "none": no checks; the backend is always up (keepalived's real server without a checker).
+// - type "none": no checks; the backend is always up (keepalived's real server without a checker);
+//   parseHealthCheck gives it initial "up" even when its base said "down".
 // - One check per target at a time. The next starts `interval` after the previous one started (or
 //   at once if it took longer). Checks go out through whatever route the kernel picks, from
 //   `localAddress` when set (the address of the namespace's interface towards the backends).
@@ -253,6 +254,8 @@ export function parseHealthCheck(raw: unknown, path: string, base: HealthCheckCo
     out.bodyRegex = raw.bodyRegex;
   }
   out.maxBodyBytes = intField(raw, 'maxBodyBytes', path, base.maxBodyBytes, 1, 16 << 20);
+  // No check, no failures: such a backend is up from the start whatever a base said.
+  if (type === 'none') out.initial = 'up';
   if (type !== 'none' && out.timeoutMs > out.intervalMs) {
     const f = raw.timeout !== undefined ? 'timeout' : 'interval';
     throw new ConfigError(`${path}.${f}`, `the timeout (${out.timeoutMs / 1000} s) must not exceed the interval (${out.intervalMs / 1000} s)`);
