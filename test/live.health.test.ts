@@ -615,7 +615,7 @@ http {
   }
 }
 `);
-    const p = spawn(NGINX, ['-p', `${dir}/`, '-c', join(dir, 'nginx.conf'), '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const p = spawn(NGINX, ['-p', `${dir}/`, '-c', join(dir, 'nginx.conf'), '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
     let err = '';
     p.stderr!.on('data', (d) => (err += d));
     return new Promise((res, rej) => {
@@ -657,6 +657,35 @@ http {
     const back = performance.now();
     await rec.waitFor(() => !!rec.change('nginx-1', 'up', back), 5000, 'nginx up again');
     expect(streakBefore(rec, 'nginx-1', rec.change('nginx-1', 'up', back)!).map((r) => r.ok)).toEqual([true, true]);
+    hc.stop();
+    await stopNginx(proc);
+    proc = null;
+  });
+
+  it('marks a hung nginx (SIGSTOP: the kernel still accepts, nobody answers) down by timeouts', async () => {
+    const probe = createNetServer();
+    const port = await listen(probe);
+    await closeServer(probe);
+    rmSync(join(dir, 'nginx.pid'), { force: true });
+    proc = await startNginx(port);
+    const pgid = proc.pid!; // detached: nginx's master and worker are in their own process group
+    const c = check({ type: 'http', path: '/health', interval: 0.2, timeout: 0.15, rise: 2, fall: 2, body: 'nginx-1' });
+    const [hc, rec] = checker([{ id: 'nginx-1', address: LO, port, check: c }]);
+    hc.start();
+    await rec.waitFor(() => rec.results.filter((r) => r.ok).length >= 2, 5000, 'nginx answering');
+    process.kill(-pgid, 'SIGSTOP');
+    try {
+      const hung = performance.now();
+      await rec.waitFor(() => !!rec.change('nginx-1', 'down', hung), 5000, 'hung nginx down');
+      const down = rec.change('nginx-1', 'down', hung)!;
+      const streak = streakBefore(rec, 'nginx-1', down);
+      expect(streak.map((r) => r.error)).toEqual(['timeout after 150 ms (waiting for the response)', 'timeout after 150 ms (waiting for the response)']);
+      expect(down.t - hung).toBeLessThan(550 + 1500);
+    } finally {
+      process.kill(-pgid, 'SIGCONT');
+    }
+    const cont = performance.now();
+    await rec.waitFor(() => !!rec.change('nginx-1', 'up', cont), 5000, 'nginx up after SIGCONT');
     hc.stop();
     await stopNginx(proc);
     proc = null;
