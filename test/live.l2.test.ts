@@ -337,6 +337,10 @@ describe('fragmentation needed / packet too big', () => {
     expect(tooBig(ipFrame({ src: '127.0.0.1', dst: VIP4, proto: 'udp' }), 1400, SELF4, lbMac)).toBeNull();
     expect(tooBig(ipFrame({ src: CLIENT4, dst: '224.0.0.5', proto: 'udp' }), 1400, SELF4, lbMac)).toBeNull();
     expect(tooBig(ipFrame({ src: '::', dst: VIP6, proto: 'udp' }), 1400, 'fd00::1', lbMac)).toBeNull();
+    // One source per family: the packet's family picks; none for it, no error; a wrong single one throws.
+    expect(tooBig(ok, 1400, { v6: 'fd00::1' }, lbMac)).toBeNull();
+    expect(tooBig(ok, 1400, { v4: SELF4 }, lbMac)).not.toBeNull();
+    expect(() => tooBig(ok, 1400, 'fd00::1', lbMac)).toThrow(/IPv4/);
     // IPv6 packet too big may answer a multicast destination (RFC 4443 2.4(e.3)); port unreachable may not.
     const mcast6 = ipFrame({ src: CLIENT6, dst: 'ff0e::1', proto: 'udp', payload: Buffer.alloc(1400) });
     expect(tooBig(mcast6, 1280, 'fd00::1', lbMac)).not.toBeNull();
@@ -426,6 +430,59 @@ describe('classifier', () => {
     expect(kinds(ipFrame({ src: CLIENT6, dst: 'fd00::5', proto: 'icmp' }))).toEqual(['other', false]);
     expect(kinds(ipFrame({ src: CLIENT4, dst: VIP4, proto: 'tcp' }))).toEqual(['other', false]);
     expect(kinds(new Uint8Array(10))).toEqual(['other', false]);
+  });
+});
+
+describe('hostile input', () => {
+  it('never throws on truncated, bit-flipped or random frames, and what it answers stays well formed', async () => {
+    const { rng } = await import('./helpers/rng.js');
+    const rand = rng(4);
+    const o = owned();
+    const seeds: Uint8Array[] = [
+      arpFrame({ op: 1, sha: CLIENT_MAC, spa: '10.0.0.5', tpa: VIP4, vlans: [3] }),
+      ndFrame({ type: 135, srcMac: CLIENT_MAC, src: CLIENT6, dst: 'ff02::1:ff00:100', dstMac: '33:33:ff:00:01:00', target: VIP6, ll: CLIENT_MAC }),
+      ndFrame({ type: 136, srcMac: CLIENT_MAC, src: CLIENT6, dst: 'fe80::1', dstMac: LB_MAC, target: CLIENT6, ll: CLIENT_MAC, flags: 0x60 }),
+      ipFrame({ src: CLIENT4, dst: VIP4, proto: 'icmp', payload: Buffer.alloc(20, 1) }),
+      ipFrame({ src: CLIENT6, dst: VIP6, proto: 'icmp', payload: Buffer.alloc(20, 1) }),
+      ipFrame({ src: CLIENT4, dst: VIP4, proto: 'tcp', tcpFlags: TCP_SYN, ipOptions: Uint8Array.of(1, 1, 1, 0) }),
+      ipFrame({ src: CLIENT6, dst: VIP6, proto: 'udp', payload: Buffer.alloc(30, 2), vlan: 8 }),
+    ];
+    const replies: Uint8Array[] = [];
+    const n = new Neighbours({ mac: LB_MAC, now: () => 0, send: () => {}, owned: o });
+    const r = new L2Responder({ mac: LB_MAC, owned: o, neighbours: n });
+    const tryAll = (f: Uint8Array) => {
+      const v = inMemory(f, 1 + (f.length % 13));
+      const got = [r.handle(v).reply, refuse(v, { mac: lbMac }).frame, tooBig(v, 1280, { v4: SELF4, v6: VIP6 }, lbMac)];
+      for (const g of got) if (g && replies.length < 400 && (rand() < 0.05 || g.length < 60)) replies.push(g);
+    };
+    let count = 0;
+    for (const s of seeds) {
+      for (let len = 0; len <= s.length; len++, count++) tryAll(s.subarray(0, len));
+      for (let i = 0; i < 300; i++, count++) {
+        const m = Uint8Array.from(s);
+        for (let k = 0; k < 1 + Math.floor(rand() * 3); k++) m[Math.floor(rand() * m.length)] ^= 1 << Math.floor(rand() * 8);
+        tryAll(m);
+      }
+    }
+    for (let i = 0; i < 2000; i++, count++) {
+      const f = new Uint8Array(Math.floor(rand() * 120));
+      for (let k = 0; k < f.length; k++) f[k] = rand() * 256;
+      if (f.length > 14 && rand() < 0.5) f.set([[0x08, 0x06], [0x08, 0x00], [0x86, 0xdd]][Math.floor(rand() * 3)], 12);
+      tryAll(f);
+    }
+    expect(count).toBeGreaterThan(4000);
+    expect(replies.length).toBeGreaterThan(10);
+    // Replies built from damaged input are still well-formed frames (header checksums right).
+    // Quotes of damaged packets may carry whatever the damage left, so only outer layers count here.
+    const path = pcap(dir, 'fuzz-replies', replies);
+    const rows = records(path, ['frame.number', 'ip.checksum.status', 'icmp.checksum.status', 'icmpv6.checksum.status', 'tcp.checksum.status', 'frame.protocols']);
+    for (const x of rows) {
+      const first = (v: string) => v.split(',')[0];
+      if (x['ip.checksum.status']) expect(first(x['ip.checksum.status'])).toBe('1');
+      if (x['icmp.checksum.status']) expect(first(x['icmp.checksum.status'])).toBe('1');
+      if (x['icmpv6.checksum.status']) expect(first(x['icmpv6.checksum.status'])).toBe('1');
+      if (x['frame.protocols'].match(/^eth:(vlan:)*ip(v6)?:tcp$/)) expect(x['tcp.checksum.status']).toBe('1');
+    }
   });
 });
 
@@ -548,5 +605,251 @@ describe('Neighbours (ARP + ND cache)', () => {
     new Neighbours({ mac: LB_MAC, now: () => 0, send: (f) => sent.push(f) }).lookup('fe80::1');
     const rows = decode(dir, 'neigh-ll', sent, ['ipv6.src', 'ipv6.dst']);
     expect(rows[0]).toMatchObject({ 'ipv6.src': 'fe80::ff:fe00:fe', 'ipv6.dst': 'ff02::1:ff00:1' });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// The Linux kernel as the other end of the wire.
+
+const NS = `slbt4-l2-${process.pid}`;
+const K_IF = 'k0'; // the kernel's end: 10.99.4.1/24 + its link-local
+const B_IF = 'b0'; // ours, driven through AF_PACKET; no addresses, IPv6 off
+const B_MAC = '02:00:00:99:04:02';
+const B_MAC2 = '02:00:00:99:04:03';
+const B_IP4 = '10.99.4.2';
+const B_LL = 'fe80::99:4:2';
+const K_IP4 = '10.99.4.1';
+const run = promisify(execFile);
+
+// The wire: prints every frame arriving on the interface as a hex line, sends every hex line it reads.
+const WIRE_PY = `
+import socket, sys, threading, binascii
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+s.bind((sys.argv[1], 0))
+def rx():
+    while True:
+        data, addr = s.recvfrom(65535)
+        if addr[2] == socket.PACKET_OUTGOING:
+            continue
+        sys.stdout.write(binascii.hexlify(data).decode() + "\\n")
+        sys.stdout.flush()
+threading.Thread(target=rx, daemon=True).start()
+print("ready", flush=True)
+for line in sys.stdin:
+    line = line.strip()
+    if line:
+        s.send(binascii.unhexlify(line))
+`;
+
+// Kernel-side clients; each prints one result line.
+const CLIENT_PY = `
+import socket, sys, time
+what, host = sys.argv[1], sys.argv[2]
+v6 = ':' in host
+fam = socket.AF_INET6 if v6 else socket.AF_INET
+def addr(port):
+    return socket.getaddrinfo(host, port, fam, socket.SOCK_DGRAM)[0][4]
+if what == 'ping':
+    s = socket.socket(fam, socket.SOCK_DGRAM, socket.IPPROTO_ICMPV6 if v6 else socket.IPPROTO_ICMP)
+    s.settimeout(3)
+    s.sendto((b'\\x80' if v6 else b'\\x08') + b'\\x00\\x00\\x00\\x00\\x00\\x00\\x07' + b'sessionlb-ping-data', addr(0))
+    data = s.recv(2048)
+    print('reply', data[0], data[7], data[8:].decode())
+elif what == 'tcp':
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    s.settimeout(3)
+    t = time.time()
+    try:
+        s.connect(addr(80)); print('connected')
+    except ConnectionRefusedError:
+        print('refused %.3f' % (time.time() - t))
+    except socket.timeout:
+        print('timeout')
+elif what == 'udp':
+    s = socket.socket(fam, socket.SOCK_DGRAM)
+    s.settimeout(3)
+    s.connect(addr(9))
+    s.send(b'hello')
+    try:
+        s.recv(100); print('answered')
+    except ConnectionRefusedError:
+        print('refused')
+    except socket.timeout:
+        print('timeout')
+elif what == 'pmtu':
+    s = socket.socket(fam, socket.SOCK_DGRAM)
+    if v6:
+        s.setsockopt(socket.IPPROTO_IPV6, 23, 2)  # IPV6_MTU_DISCOVER = IPV6_PMTUDISC_DO
+    else:
+        s.setsockopt(socket.IPPROTO_IP, 10, 2)  # IP_MTU_DISCOVER = IP_PMTUDISC_DO
+    s.connect(addr(7))
+    before = s.getsockopt(socket.IPPROTO_IPV6, 24) if v6 else s.getsockopt(socket.IPPROTO_IP, 14)
+    s.send(b'x' * 1400)
+    time.sleep(0.3)
+    try:
+        s.send(b'x' * 1400)
+    except OSError as e:
+        pass
+    after = s.getsockopt(socket.IPPROTO_IPV6, 24) if v6 else s.getsockopt(socket.IPPROTO_IP, 14)
+    print('mtu', before, after)
+`;
+
+function sh(args: string[]): string {
+  return execFileSync(args[0], args.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+}
+const nsx = (args: string[]) => sh(['ip', 'netns', 'exec', NS, ...args]);
+
+describe('against the Linux kernel (veth in a network namespace, AF_PACKET via python3)', () => {
+  let skip = '';
+  let wire: ChildProcessWithoutNullStreams | null = null;
+  let kernelMac = '';
+  let kernelLL = '';
+  let mac = B_MAC;
+  const log: string[] = [];
+  const events: NeighbourEvent[] = [];
+  const ownedK = new AddressSet([B_IP4, B_LL]);
+  let responder: L2Responder;
+  let neigh: Neighbours;
+  const sendFrame = (f: Uint8Array) => wire?.stdin.write(Buffer.from(f).toString('hex') + '\n');
+
+  function onFrame(f: Uint8Array): void {
+    const res = responder.handle(inMemory(f, 7));
+    log.push(res.kind);
+    if (res.reply) return void sendFrame(res.reply);
+    if (res.kind !== 'other') return;
+    const c = Buffer.from(f);
+    const v4 = c.readUInt16BE(12) === 0x0800;
+    const v6 = c.readUInt16BE(12) === 0x86dd;
+    if (!(v4 && ownedK.hasAt(f, 30, 4)) && !(v6 && ownedK.hasAt(f, 38, 16))) return;
+    const proto = v4 ? c[23] : c[20];
+    const l4 = v4 ? 14 + (c[14] & 15) * 4 : 54;
+    const dport = c.readUInt16BE(l4 + 2);
+    const m = u8(mac);
+    if (proto === 6 && dport === 80) sendFrame(refuse(f, { mac: m }).frame!);
+    else if (proto === 17 && dport === 9) sendFrame(refuse(f, { mac: m }).frame!);
+    else if (proto === 17 && dport === 7) sendFrame(tooBig(f, v4 ? 1300 : 1280, v4 ? B_IP4 : B_LL, m)!);
+  }
+
+  beforeAll(async () => {
+    if (process.getuid?.() !== 0) return void (skip = 'not root');
+    if (spawnSync('python3', ['-c', 'import socket; socket.AF_PACKET']).status !== 0) return void (skip = 'python3 with AF_PACKET not available');
+    // Leftovers of a crashed run of this file.
+    for (const l of sh(['ip', 'netns', 'list']).split('\n')) {
+      const name = l.split(' ')[0];
+      if (name.startsWith('slbt4-l2-')) spawnSync('ip', ['netns', 'del', name]);
+    }
+    if (spawnSync('ip', ['netns', 'add', NS]).status !== 0) return void (skip = 'cannot create a network namespace');
+    nsx(['sysctl', '-qw', 'net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0', 'net.ipv4.ping_group_range=0 2147483647']);
+    nsx(['ip', 'link', 'add', K_IF, 'type', 'veth', 'peer', 'name', B_IF]);
+    nsx(['sysctl', '-qw', `net.ipv6.conf.${B_IF}.disable_ipv6=1`]);
+    nsx(['ip', 'link', 'set', B_IF, 'address', B_MAC]);
+    nsx(['ip', 'addr', 'add', `${K_IP4}/24`, 'dev', K_IF]);
+    nsx(['ip', 'link', 'set', B_IF, 'up']);
+    nsx(['ip', 'link', 'set', K_IF, 'up']);
+    nsx(['ip', 'link', 'set', 'lo', 'up']);
+    const link = JSON.parse(nsx(['ip', '-j', 'link', 'show', K_IF]))[0];
+    kernelMac = link.address;
+    kernelLL = linkLocalFromMac(kernelMac);
+    const t0 = performance.now();
+    neigh = new Neighbours({ mac: B_MAC, now: () => performance.now() - t0, send: sendFrame, source4: B_IP4, source6: B_LL, owned: ownedK, onEvent: (e) => events.push(e), retryIntervalMs: 300 });
+    responder = new L2Responder({ mac: B_MAC, owned: ownedK, neighbours: neigh });
+    wire = spawn('ip', ['netns', 'exec', NS, 'python3', '-u', '-c', WIRE_PY, B_IF], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let buf = '';
+    await new Promise<void>((ready, fail) => {
+      wire!.on('error', fail);
+      wire!.stderr.setEncoding('utf8').on('data', (d: string) => log.push(`wire stderr: ${d}`));
+      wire!.stdout.setEncoding('utf8').on('data', (d: string) => {
+        buf += d;
+        let i: number;
+        while ((i = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, i);
+          buf = buf.slice(i + 1);
+          if (line === 'ready') ready();
+          else onFrame(Uint8Array.from(Buffer.from(line, 'hex')));
+        }
+      });
+      setTimeout(() => fail(new Error('wire did not start')), 5000);
+    });
+  });
+
+  afterAll(() => {
+    if (wire && wire.pid && wire.exitCode === null) wire.kill('SIGTERM');
+    if (!skip) spawnSync('ip', ['netns', 'del', NS]);
+  });
+
+  const client = async (what: string, host: string) => (await run('ip', ['netns', 'exec', NS, 'python3', '-c', CLIENT_PY, what, host], { timeout: 10_000 })).stdout.trim();
+  const neighOf = (addr: string) => JSON.parse(nsx(['ip', '-j', addr.includes(':') ? '-6' : '-4', 'neigh', 'show', addr, 'dev', K_IF]))[0] ?? {};
+
+  it('the kernel resolves the balancer by ARP and gets echo replies (its ping socket checks the ICMP checksum)', async (ctx) => {
+    if (skip) return ctx.skip(skip);
+    expect(await client('ping', B_IP4)).toBe('reply 0 7 sessionlb-ping-data');
+    expect(neighOf(B_IP4)).toMatchObject({ dst: B_IP4, lladdr: B_MAC });
+    expect(['REACHABLE', 'DELAY', 'STALE']).toContain(neighOf(B_IP4).state[0]);
+    expect(log).toContain('arp-request');
+    expect(log).toContain('echo-request');
+    // Its ARP request targeted an owned address: the cache learned the kernel from it.
+    expect(neigh.peek(K_IP4)).toEqual(u8(kernelMac));
+  });
+
+  it('the kernel resolves the balancer by ND (our NA) and gets ICMPv6 echo replies', async (ctx) => {
+    if (skip) return ctx.skip(skip);
+    expect(await client('ping', `${B_LL}%${K_IF}`)).toBe('reply 129 7 sessionlb-ping-data');
+    expect(neighOf(B_LL)).toMatchObject({ dst: B_LL, lladdr: B_MAC });
+    expect(log).toContain('ns');
+  });
+
+  it('a refused TCP connect gets our RST (ECONNREFUSED at once), a refused UDP datagram our port unreachable', async (ctx) => {
+    if (skip) return ctx.skip(skip);
+    const tcp = await client('tcp', B_IP4);
+    expect(tcp).toMatch(/^refused /);
+    expect(Number(tcp.split(' ')[1])).toBeLessThan(1);
+    expect(await client('udp', B_IP4)).toBe('refused');
+    expect((await client('tcp', `${B_LL}%${K_IF}`))).toMatch(/^refused /);
+    expect(await client('udp', `${B_LL}%${K_IF}`)).toBe('refused');
+  });
+
+  it('the kernel lowers its path MTU on our fragmentation needed / packet too big', async (ctx) => {
+    if (skip) return ctx.skip(skip);
+    expect(await client('pmtu', B_IP4)).toBe('mtu 1500 1300');
+    expect(await client('pmtu', `${B_LL}%${K_IF}`)).toBe('mtu 1500 1280');
+  });
+
+  it('our Neighbours resolves the kernel by ARP and ND (the kernel answers our request and solicitation)', async (ctx) => {
+    if (skip) return ctx.skip(skip);
+    neigh.delete(K_IP4);
+    neigh.delete(kernelLL);
+    events.length = 0;
+    const probes = neigh.probesSent;
+    expect(neigh.lookup(K_IP4)).toBeUndefined();
+    expect(neigh.lookup(kernelLL)).toBeUndefined();
+    for (let i = 0; i < 40 && !(neigh.peek(K_IP4) && neigh.peek(kernelLL)); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      neigh.tick();
+    }
+    expect(neigh.peek(K_IP4)).toEqual(u8(kernelMac));
+    expect(neigh.peek(kernelLL)).toEqual(u8(kernelMac));
+    expect(events.filter((e) => e.type === 'resolved').map((e) => [e.address, e.mac, e.via]).sort()).toEqual([
+      [K_IP4, kernelMac, 'arp'], [kernelLL, kernelMac, 'nd'],
+    ].sort());
+    expect(neigh.probesSent - probes).toBeGreaterThanOrEqual(2);
+    expect(neigh.entries().find((e) => e.address === K_IP4)?.state).toBe('reachable');
+  });
+
+  it('the kernel takes a gratuitous ARP and an unsolicited NA for a new MAC', async (ctx) => {
+    if (skip) return ctx.skip(skip);
+    // Past Linux's 1 s ARP locktime since the last update of the entry.
+    await new Promise((r) => setTimeout(r, 1100));
+    mac = B_MAC2;
+    sendFrame(buildAnnouncement(B_MAC2, B_IP4));
+    sendFrame(buildAnnouncement(B_MAC2, B_LL));
+    let n4: { lladdr?: string } = {};
+    let n6: { lladdr?: string } = {};
+    for (let i = 0; i < 40; i++) {
+      n4 = neighOf(B_IP4);
+      n6 = neighOf(B_LL);
+      if (n4.lladdr === B_MAC2 && n6.lladdr === B_MAC2) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect([n4.lladdr, n6.lladdr]).toEqual([B_MAC2, B_MAC2]);
   });
 });

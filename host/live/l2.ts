@@ -28,7 +28,7 @@
 //   linkLocalFromMac(mac): string
 //   refuse(frame, { mac, tcp?: 'reset'|'drop', udp?: 'icmp'|'drop', icmpLimiter?, rstLimiter? })
 //       : { kind: 'tcp-reset'|'icmp-port-unreachable'|'rate-limited'|'silent'|'none', frame: Uint8Array | null }
-//   tooBig(frame, mtu, from: string | Uint8Array, mac): Uint8Array | null   ICMP 3/4 (IPv4, DF set) or ICMPv6 2
+//   tooBig(frame, mtu, from: string | Uint8Array | { v4?, v6? }, mac): Uint8Array | null   ICMP 3/4 (IPv4, DF set) or ICMPv6 2
 //   new RateLimiter(ratePerSecond, burst, nowMs: () => number)   .allow(cost = 1): boolean   .available()
 //   lower level (layers from parseEth/parseIp): buildArpReply, buildArpRequest, buildGratuitousArp, buildNaReply,
 //       buildNs, buildUnsolicitedNa, buildEchoReply, buildTooBig, buildPortUnreachable, buildTcpReset,
@@ -180,14 +180,23 @@ export function buildAnnouncement(mac: MacLike, address: string, opts: { vlan?: 
   return buildUnsolicitedNa(mac, ipv6Bytes(address), opts);
 }
 
+/** Source addresses per family for errors the balancer originates (its own address on a side). */
+export interface FamilyAddresses {
+  v4?: AddressLike;
+  v6?: AddressLike;
+}
+
 /**
  * "Too big" for the frame's IP packet: ICMP fragmentation needed with next-hop `mtu` (IPv4, only
- * when DF is set) or ICMPv6 packet too big (IPv6), quoting it, from `from` to its source. null if
- * the frame is not IP or no error may be sent about it.
+ * when DF is set) or ICMPv6 packet too big (IPv6), quoting it, from `from` to its source. `from`
+ * is one address (it must be of the packet's family: throws otherwise) or one per family (null
+ * when the packet's family has none). null if the frame is not IP or no error may be sent about it.
  */
-export function tooBig(f: Uint8Array, mtu: number, from: AddressLike, mac: Uint8Array): Uint8Array | null {
+export function tooBig(f: Uint8Array, mtu: number, from: AddressLike | FamilyAddresses, mac: Uint8Array): Uint8Array | null {
   const eth = parseEth(f);
   const ip = eth && parseIp(f, eth.l3, eth.ethertype);
   if (!eth || !ip) return null;
-  return buildTooBig(f, eth, ip, mtu, from, mac);
+  const src = typeof from === 'string' || from instanceof Uint8Array ? from : ip.version === 4 ? from.v4 : from.v6;
+  if (src === undefined) return null;
+  return buildTooBig(f, eth, ip, mtu, src, mac);
 }
