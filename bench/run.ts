@@ -7,6 +7,7 @@ import { cpus, totalmem, release } from 'node:os';
 import { join, resolve } from 'node:path';
 import { natForwarding, wasmVsTs, memoryPerFlow, type Row } from './engine.js';
 import { rtspTokenizerBench } from './rtsp.js';
+import { runtimesBench, runtimesTable } from './runtimes.js';
 
 const root = resolve(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '..');
 const argv = process.argv.slice(2);
@@ -144,6 +145,10 @@ async function main() {
     ['flow table per tracked flow (4 flows per 256-byte bucket, docs/abi.md)', mpf.table.toFixed(1)],
     ['all linear memory per flow of capacity (init with 2M minus 1M flows): flow table + sessions, client affinity and RTSP reassembly sized from it', mpf.total.toFixed(1)],
   ]);
+
+  // 5. The same module in other runtimes (bench/runtimes.ts).
+  const rtm = runtimesTable(await runtimesBench({ quick, work, log }));
+  table(rtm.title, rtm.header, rtm.body);
 
   const text = `# Benchmark results\n\nProduced by \`npm run bench\`${quick ? ' -- --quick' : ''} (bench/run.ts). Figures are measured side by side in one run on the machine below; the machine is shared, so compare ratios rather than absolute numbers.\n\n## Machine\n\n${machine()}\n\n${rows.join('\n')}`;
   // bench/lab.ts (npm run bench:lab) owns the section between its markers; keep it.

@@ -5,7 +5,7 @@
  * packets.txt, events.txt, state.txt) into OUT_DIR, for the test to compare byte for byte.
  *
  *   harness VECTOR_DIR OUT_DIR
- *   harness VECTOR_DIR --bench N     run the vector N times (a new instance each), print
+ *   harness VECTOR_DIR --bench N     run the vector once untimed, then N times (a new instance each), print
  *                                    {"packets":P,"seconds":S} with S the time spent in process()
  *
  * Build (portable/c/build.sh does this): wasm2c -n sessionlb build/sessionlb-nosimd.wasm -o
@@ -411,6 +411,8 @@ int main(int argc, char** argv) {
   if (!strcmp(argv[2], "--bench")) {
     int n = argc > 3 ? atoi(argv[3]) : 1;
     u64 packets = 0;
+    double warm = 0;
+    run(calls, pcap, pcap_len, NULL, &warm); /* warm-up, not timed, as the JavaScript harness does */
     for (int i = 0; i < n; i++) packets += run(calls, pcap, pcap_len, NULL, &process_s);
     printf("{\"packets\":%" PRIu64 ",\"seconds\":%.9f}\n", packets, process_s);
   } else {

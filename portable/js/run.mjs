@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Command-line wrapper of harness.mjs for runtimes with a Node-compatible file API (Node, Bun):
 //   run.mjs WASM VECTOR_DIR OUT_DIR        writes the vector's outputs into OUT_DIR
-//   run.mjs WASM VECTOR_DIR --bench N      runs the vector N times, prints {"packets","seconds"} of process() calls
+//   run.mjs WASM VECTOR_DIR --bench N      runs the vector once untimed, then N times; prints
+//                                          {"packets","seconds"} of the process() calls
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runVector } from './harness.mjs';
@@ -17,6 +18,7 @@ if (out === '--bench') {
   const n = Number(count ?? 1);
   let packets = 0;
   let ms = 0;
+  runVector(vector); // warm-up, not timed (lets a JIT tier up)
   for (let i = 0; i < n; i++) {
     const r = runVector(vector, { now: () => performance.now() });
     packets += r.packets;
