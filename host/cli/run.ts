@@ -41,7 +41,7 @@ export async function runLive(argv: string[]): Promise<number> {
   }
   const configFile = values.config!;
   let lb: import('../live/loop.js').LiveBalancer;
-  let metrics: { close(): Promise<void> | void } | null = null;
+  let metrics: { close(): Promise<void> | void; port: number } | null = null;
   try {
     const config = loadConfig(configFile);
     if (!config.live) throw new ConfigError('live', 'is required for `sessionlb run`: {"interfaces": [...], "gateway": {...}} (README "Live mode")');
@@ -51,10 +51,16 @@ export async function runLive(argv: string[]): Promise<number> {
       process.stderr.write(`sessionlb: cannot run: ${why}\n`);
       return EXIT_FAIL;
     }
-    const { LiveBalancer } = await import('../live/loop.js');
+    const { LiveBalancer, metricsConfig } = await import('../live/loop.js');
     lb = new LiveBalancer(config, { pcapDir: values['pcap-tap'] ?? null });
     lb.start();
-    if (config.live.metrics.listen) metrics = await startMetrics(lb, config.live.metrics.listen);
+    const mc = metricsConfig(config);
+    if (mc) {
+      const { startMetricsServer } = await import('../live/metrics.js');
+      const l = lb;
+      metrics = await startMetricsServer({ host: mc.address, port: mc.port, allowRemote: mc.allowRemote, collect: () => l.snapshot(), logger: lb.log });
+      lb.log.info('metrics listening', { url: `http://${mc.address.includes(':') ? `[${mc.address}]` : mc.address}:${metrics.port}/metrics` });
+    }
   } catch (e) {
     const err = e as Error & { code?: string };
     if (err.code === 'TAP_OPEN' || err.code === 'TAP_ADDON') {
@@ -68,13 +74,14 @@ export async function runLive(argv: string[]): Promise<number> {
       try {
         lb.reload(loadConfig(configFile));
       } catch (e) {
+        lb.reloadFailures++;
         lb.log.error('reload rejected, the running config stays', { error: (e as Error).message });
       }
     };
     const stop = (sig: string) => {
       process.off('SIGHUP', reload);
       lb.log.info('stopping', { signal: sig });
-      const snap = lb.snapshot();
+      const snap = lb.finalReport();
       lb.stop();
       Promise.resolve(metrics?.close()).finally(() => {
         process.stdout.write(JSON.stringify({ final: true, ...snap }, null, 2) + '\n');
@@ -85,12 +92,4 @@ export async function runLive(argv: string[]): Promise<number> {
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
   });
-}
-
-/** Serves Prometheus text metrics with H5's host/live/metrics.ts. */
-async function startMetrics(lb: import('../live/loop.js').LiveBalancer, listen: string): Promise<{ close(): Promise<void> | void }> {
-  const path = '../live/metrics.js';
-  const m = (await import(path)) as { startLiveMetrics?: (lb: unknown, listen: string) => Promise<{ close(): Promise<void> | void }> };
-  if (!m.startLiveMetrics) throw new Error('metrics module has no startLiveMetrics');
-  return m.startLiveMetrics(lb, listen);
 }

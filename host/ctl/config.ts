@@ -89,7 +89,8 @@ export interface LiveConfig {
   /** Client-side next hop: replies to clients go to its MAC; null = clients are on-link. */
   gateway: { address: string | null; mac: string | null };
   admission: { tcp: 'rst' | 'drop'; icmpRate: number };
-  metrics: { listen: string | null };
+  /** Prometheus endpoint, as host/live/metrics.ts parseMetricsConfig reads it ({address, port, allowRemote}); null = none. */
+  metrics: unknown;
   neighbor: { retryMs: number; retries: number; refreshS: number };
   /** Spare backend slots reserved per VIP so SIGHUP can add backends without re-initialising. */
   backendSlack: number;
@@ -145,14 +146,7 @@ function parseLive(raw: unknown, vips: VipConfig[]): LiveConfig {
     admission.tcp = oneOf(raw.admission, 'tcp', 'live.admission.', ['rst', 'drop'] as const, 'rst');
     admission.icmpRate = int(raw.admission, 'icmpRate', 'live.admission.', 100, 0, 1_000_000);
   }
-  const metrics = { listen: null as string | null };
-  if (raw.metrics !== undefined) {
-    if (!isObj(raw.metrics)) throw new ConfigError('live.metrics', 'must be an object {"listen": "127.0.0.1:9100"}');
-    only(raw.metrics, 'live.metrics', ['listen']);
-    const l = str(raw.metrics, 'listen', 'live.metrics.');
-    if (!/^(\[[0-9a-fA-F:.]+\]|[0-9.]+|localhost):\d{1,5}$/.test(l)) throw new ConfigError('live.metrics.listen', `"${l}" must be HOST:PORT, e.g. "127.0.0.1:9100"`);
-    metrics.listen = l;
-  }
+  const metrics = raw.metrics === undefined ? null : raw.metrics;
   const neighbor = { retryMs: 1000, retries: 5, refreshS: 60 };
   if (raw.neighbor !== undefined) {
     if (!isObj(raw.neighbor)) throw new ConfigError('live.neighbor', 'must be an object');

@@ -31,14 +31,16 @@ import { Neighbours, type NeighbourEvent } from './neighbours.js';
 import { buildEchoReply, buildTooBig, isEchoRequest } from './icmp.js';
 import { RateLimiter, refuse } from './admission.js';
 import { createLogger, type Logger } from './log.js';
+import { Histogram, RateMeter, parseMetricsConfig, type LiveSnapshot, type MetricsConfig } from './metrics.js';
+import { ABI_VERSION } from '../wasm.js';
 import {
   HealthChecker, parseHealthCheck, resolveCheckPort, effectiveState, DEFAULT_HEALTH_CHECK,
   type HealthCheckConfig, type HealthTarget, type HealthChange, type HealthState,
 } from './health.js';
 
 const DROP_ADMISSION = 9;
+const VERSION = '0.1.0';
 const SLOT_BYTES = 16384;
-const HIST_BOUNDS = [1, 2, 4, 8, 16, 32, 64, 128, 256];
 
 type Side = 'client' | 'server';
 
@@ -51,6 +53,9 @@ interface Iface {
   pcap: PcapWriter | null;
   rxFrames: number;
   txFrames: number;
+  rxBytes: number;
+  txBytes: number;
+  txErrors: number;
   rxBatches: number;
 }
 
@@ -78,27 +83,6 @@ export interface LiveOptions {
   healthRandom?: () => number;
 }
 
-/** A snapshot for metrics and the final report. */
-export interface LiveSnapshot {
-  uptimeS: number;
-  counters: Record<string, number>;
-  drops: Record<string, number>;
-  passes: Record<string, number>;
-  flows: number;
-  flowCapacity: number;
-  sessions: number;
-  sessionCapacity: number;
-  pps: number;
-  batches: number;
-  batchHistogram: { le: number; count: number }[];
-  batchSum: number;
-  backends: {
-    id: string; vip: string; address: string; state: BackendState; health: HealthState; mac: string | null; weight: number;
-    packets: number; bytes: number; flows: number; replyPackets: number; replyBytes: number; liveFlows: number; sessions: number;
-  }[];
-  interfaces: { name: string; role: string; rxFrames: number; txFrames: number }[];
-  slowPath: Record<string, number>;
-}
 
 function macParts(m: string): [number, number] {
   const b = m.split(':').map((x) => parseInt(x, 16));
@@ -134,9 +118,16 @@ function healthOf(v: Config['vips'][number], b: BackendConfig, vi: number, bi: n
   return vipCheck;
 }
 
-/** Validates the live parts a run needs beyond parseConfig (health checks); throws ConfigError. */
+/** The metrics endpoint of a config (null = none); throws ConfigError. */
+export function metricsConfig(config: Config): MetricsConfig | null {
+  const raw = config.live?.metrics;
+  return raw === undefined || raw === null ? null : parseMetricsConfig(raw, 'live.metrics');
+}
+
+/** Validates the live parts a run needs beyond parseConfig (health checks, metrics); throws ConfigError. */
 export function checkLiveConfig(config: Config): void {
   if (!config.live) throw new ConfigError('live', 'is required for `sessionlb run` (interfaces, addresses, gateway)');
+  metricsConfig(config);
   config.vips.forEach((v, vi) => v.backends.forEach((b, bi) => {
     const c = healthOf(v, b, vi, bi);
     servicePort(v, c, b.healthCheck !== undefined ? `vips[${vi}].backends[${bi}].healthCheck` : `vips[${vi}].healthCheck`);
@@ -166,11 +157,12 @@ export class LiveBalancer {
   private health: HealthChecker | null = null;
   private timers: NodeJS.Timeout[] = [];
   private readonly started = Date.now();
-  private lastRx = 0;
-  private lastTick = Date.now();
-  private pps = 0;
-  readonly hist = new Float64Array(HIST_BOUNDS.length);
-  batchSum = 0;
+  private lastExpire = Date.now();
+  readonly hist = new Histogram();
+  private readonly rates = new RateMeter(1000);
+  private rateSnap = { rxPps: 0, txPps: 0, rxBps: 0, txBps: 0, intervalSeconds: 0 };
+  reloads = 0;
+  reloadFailures = 0;
   private expireBuckets: number;
   readonly slow: Record<string, number> = {
     'arp-replies': 0, 'nd-replies': 0, 'echo-replies': 0, 'too-big-sent': 0, 'too-big-dropped': 0,
@@ -233,7 +225,7 @@ export class LiveBalancer {
       const src6 = ic.addresses.find((a) => !isIPv4(a));
       const iface: Iface = {
         cfg: ic, tap, sides, owned, pcap: opts.pcapDir ? new PcapWriter(join(opts.pcapDir, `${tap.name}.pcap`), { bufferBytes: 1 << 16 }) : null,
-        rxFrames: 0, txFrames: 0, rxBatches: 0,
+        rxFrames: 0, txFrames: 0, rxBytes: 0, txBytes: 0, txErrors: 0, rxBatches: 0,
         neigh: null as unknown as Neighbours,
       };
       iface.neigh = new Neighbours({
@@ -249,8 +241,13 @@ export class LiveBalancer {
 
   private sendFrame(iface: Iface, f: Uint8Array): void {
     if (iface.pcap) this.mirror(iface, f, 0, f.length);
-    if (!iface.tap.writeFrame(f)) this.slow['write-errors']++;
-    else iface.txFrames++;
+    if (!iface.tap.writeFrame(f)) {
+      this.slow['write-errors']++;
+      iface.txErrors++;
+    } else {
+      iface.txFrames++;
+      iface.txBytes += f.length;
+    }
   }
 
   private mirror(iface: Iface, buf: Uint8Array, off: number, len: number): void {
@@ -395,18 +392,16 @@ export class LiveBalancer {
     if (n === 0) return 0;
     iface.rxFrames += n;
     iface.rxBatches++;
-    this.batchSum += n;
-    let h = 0;
-    while (HIST_BOUNDS[h] < n) h++;
-    this.hist[h]++;
+    this.hist.observe(n);
     const dv = e.dv;
     if (iface.pcap) for (let i = 0; i < n; i++) this.mirror(iface, mem, dv.getUint32(dp + 32 * i, true), dv.getUint32(dp + 32 * i + 4, true));
     e.process(n);
     const srv = this.serverIf, cli = this.clientIf;
     const srvMax = srv.cfg.mtu + 14;
-    let ns = 0, nc = 0;
+    let ns = 0, nc = 0, rxBytes = 0;
     for (let i = 0; i < n; i++) {
       const d = dp + 32 * i;
+      rxBytes += dv.getUint32(d + 8, true); // wirelen: the engine changes caplen when it rewrites
       const v = mem[d + 24];
       if (v === VERDICT.BACKEND) {
         if (dv.getUint32(d + 4, true) > srvMax && this.tooBig(iface, d, srv.cfg.mtu)) continue;
@@ -420,6 +415,7 @@ export class LiveBalancer {
         this.admission(iface, d);
       }
     }
+    iface.rxBytes += rxBytes;
     if (ns) this.writeOut(srv, this.srvList, ns);
     if (nc) this.writeOut(cli, this.cliList, nc);
     return n;
@@ -427,13 +423,17 @@ export class LiveBalancer {
 
   private writeOut(iface: Iface, list: Uint32Array, n: number): void {
     const dp = this.engine.descPtr;
-    if (iface.pcap) {
-      const dv = this.engine.dv;
-      for (let k = 0; k < n; k++) this.mirror(iface, this.mem, dv.getUint32(dp + 32 * list[k], true), dv.getUint32(dp + 32 * list[k] + 4, true));
-    }
+    const dv = this.engine.dv;
+    let bytes = 0;
+    for (let k = 0; k < n; k++) bytes += dv.getUint32(dp + 32 * list[k] + 4, true);
+    if (iface.pcap) for (let k = 0; k < n; k++) this.mirror(iface, this.mem, dv.getUint32(dp + 32 * list[k], true), dv.getUint32(dp + 32 * list[k] + 4, true));
     const w = iface.tap.writeDescs(this.memBuf, dp, list, n);
     iface.txFrames += w;
-    if (w < n) this.slow['write-errors'] += n - w;
+    iface.txBytes += w === n ? bytes : Math.round((bytes * w) / n);
+    if (w < n) {
+      this.slow['write-errors'] += n - w;
+      iface.txErrors += n - w;
+    }
   }
 
   /** The frame of descriptor d as a view (slow path only). */
@@ -465,20 +465,47 @@ export class LiveBalancer {
   }
 
   private tooBig(iface: Iface, d: number, mtu: number): boolean {
-    const f = this.frameAt(d);
-    const eth = parseEth(f);
+    const f0 = this.frameAt(d);
+    const eth = parseEth(f0);
     if (!eth) return false;
-    if (f.length - eth.l3 <= mtu) return false; // VLAN tags do not count against the MTU
+    if (f0.length - eth.l3 <= mtu) return false; // VLAN tags do not count against the MTU
+    // The engine already rewrote the frame for its backend; the error must quote what the client
+    // sent (its socket is found by the quoted addresses): a copy with the VIP as destination again.
+    const f = f0.slice();
     const ip = parseIp(f, eth.l3, eth.ethertype);
     if (!ip) return false;
-    // The error goes back where the frame came from, from an address of ours there (or the VIP).
-    const from = iface.cfg.addresses.find((a) => isIPv4(a) === (ip.version === 4));
-    const fam = this.config.vips.find((v) => v.family === ip.version);
-    const reply = this.icmpLimiter.allow() ? buildTooBig(f, eth, ip, mtu, from ?? fam?.address ?? '0.0.0.0', this.lbMac) : null;
-    // The engine rewrote the frame for its backend: the quote must show what the client sent.
-    // Our sender is the client side's gateway/client: its MAC is the reply's destination.
-    if (reply) {
-      if (!this.onLink && this.gatewayMac && iface === this.clientIf) reply.set(macBytes(this.gatewayMac), 0);
+    const ref = this.engine.backends[this.engine.dv.getUint16(d + 26, true)];
+    const vip = ref ? this.config.vips[ref.vip] : undefined;
+    if (vip && vip.family === ip.version) {
+      if (ip.version === 4) {
+        const a = addressBytes(vip.address);
+        f.set(a.subarray(12, 16), ip.dstOff);
+        f[ip.l3 + 10] = 0;
+        f[ip.l3 + 11] = 0;
+        let sum = 0;
+        const hl = (f[ip.l3] & 15) * 4;
+        for (let k = 0; k < hl; k += 2) sum += (f[ip.l3 + k] << 8) | f[ip.l3 + k + 1];
+        while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+        const c = ~sum & 0xffff;
+        f[ip.l3 + 10] = c >> 8;
+        f[ip.l3 + 11] = c & 0xff;
+      } else f.set(addressBytes(vip.address), ip.dstOff);
+    }
+    // The reply goes back to the sender: the gateway, or an on-link client (its source MAC was
+    // overwritten by the engine, so it comes from the neighbour cache).
+    let dst: Uint8Array | undefined;
+    if (iface.sides.includes('client')) {
+      if (this.gatewayMac) dst = macBytes(this.gatewayMac);
+      else {
+        const src = ip.version === 4 ? `${f[ip.srcOff]}.${f[ip.srcOff + 1]}.${f[ip.srcOff + 2]}.${f[ip.srcOff + 3]}`
+          : Array.from({ length: 8 }, (_, k) => ((f[ip.srcOff + 2 * k] << 8) | f[ip.srcOff + 2 * k + 1]).toString(16)).join(':');
+        dst = iface.neigh.lookup(src);
+      }
+    }
+    const from = iface.cfg.addresses.find((a) => isIPv4(a) === (ip.version === 4)) ?? vip?.address ?? '0.0.0.0';
+    const reply = dst && this.icmpLimiter.allow() ? buildTooBig(f, eth, ip, mtu, from, this.lbMac) : null;
+    if (reply && dst) {
+      reply.set(dst, 0);
       this.sendFrame(iface, reply);
       this.slow['too-big-sent']++;
     } else this.slow['too-big-dropped']++;
@@ -537,15 +564,16 @@ export class LiveBalancer {
   private tick(): void {
     const now = Date.now();
     const ex = this.engine.ex;
-    const dt = now - this.lastTick;
-    if (dt >= 1000) {
-      const rx = this.engine.dv.getBigUint64(ex.counters_ptr(), true);
-      this.pps = (Number(rx) - this.lastRx) * 1000 / dt;
-      this.lastRx = Number(rx);
-      this.lastTick = now;
+    if (now - this.lastExpire >= 1000) {
+      this.lastExpire = now;
       // Each second sweeps 1/30 of the table.
       ex.expire(Math.floor(now / 1000), this.expireBuckets);
     }
+    let rxP = 0, txP = 0, rxB = 0, txB = 0;
+    for (const i of this.ifaces) {
+      rxP += i.rxFrames; txP += i.txFrames; rxB += i.rxBytes; txB += i.txBytes;
+    }
+    this.rateSnap = this.rates.update(now, { rxPackets: rxP, txPackets: txP, rxBytes: rxB, txBytes: txB });
     for (const i of this.ifaces) i.neigh.tick();
     // Keep wanted backends fresh (and re-resolve failed ones).
     for (const b of this.backends) if (!b.removed && !b.staticMac) {
@@ -640,6 +668,7 @@ export class LiveBalancer {
       });
     }
     this.config = next;
+    this.reloads++;
     if (this.health) this.health.update(this.healthTargets());
     else this.startHealth();
     if (this.health) for (const b of this.backends) {
@@ -653,33 +682,46 @@ export class LiveBalancer {
     return out;
   }
 
+  /** What host/live/metrics.ts renders. */
   snapshot(): LiveSnapshot {
     const e = this.engine;
     const ex = e.ex;
-    let cum = 0;
-    const batchHistogram = HIST_BOUNDS.map((le, i) => ({ le, count: (cum += this.hist[i]) }));
+    const hs = new Map((this.health?.status() ?? []).map((x) => [x.id, x]));
     return {
-      uptimeS: (Date.now() - this.started) / 1000,
-      counters: e.counters(),
-      drops: e.drops(),
-      passes: e.passes(),
-      flows: ex.flow_count(),
-      flowCapacity: ex.flow_table_entries(),
-      sessions: ex.session_count(),
-      sessionCapacity: ex.session_capacity(),
-      pps: this.pps,
-      batches: cum,
-      batchHistogram,
-      batchSum: this.batchSum,
+      build: { version: VERSION, abi: ABI_VERSION },
+      uptimeSeconds: (Date.now() - this.started) / 1000,
+      configReloads: this.reloads,
+      configReloadFailures: this.reloadFailures,
       backends: this.backends.filter((b) => !b.removed).map((b) => {
         const s = e.backendStats(b.index);
+        const h = hs.get(b.id);
         return {
-          id: b.id, vip: this.config.vips[b.vip].address, address: b.address, state: b.engineState, health: b.health, mac: b.mac, weight: b.weight,
+          id: b.id, vip: this.config.vips[b.vip].address, health: h ? b.health : null, state: b.engineState, weight: b.weight,
           packets: s.packets, bytes: s.bytes, flows: s.flows, replyPackets: s.replyPackets, replyBytes: s.replyBytes,
-          liveFlows: this.backendRecord(b.index, 32), sessions: this.backendRecord(b.index, 40),
+          resteeredIn: s.resteeredIn, sessions: this.backendRecord(b.index, 40), activeFlows: this.backendRecord(b.index, 32),
+          healthChecks: h?.checks, healthLatencyMs: h?.lastLatencyMs ?? null,
         };
       }),
-      interfaces: this.ifaces.map((i) => ({ name: i.tap.name, role: i.cfg.role, rxFrames: i.rxFrames, txFrames: i.txFrames })),
+      drops: e.drops(),
+      passes: e.passes(),
+      counters: e.counters(),
+      flowTable: { entries: ex.flow_count(), capacity: ex.flow_table_entries() },
+      sessions: { active: ex.session_count(), capacity: this.config.maxSessions },
+      batchSizes: this.hist.snapshot(),
+      rates: this.rateSnap,
+      interfaces: this.ifaces.map((i) => ({
+        name: i.tap.name, role: i.cfg.role, rxPackets: i.rxFrames, rxBytes: i.rxBytes, rxErrors: 0,
+        txPackets: i.txFrames, txBytes: i.txBytes, txErrors: i.txErrors,
+      })),
+    };
+  }
+
+  /** The final counters printed at exit: the metrics snapshot plus the slow path's counts and MACs. */
+  finalReport(): Record<string, unknown> {
+    const s = this.snapshot();
+    return {
+      ...s,
+      backends: s.backends.map((b, k) => ({ ...b, address: this.backends.filter((x) => !x.removed)[k].address, mac: this.backends.filter((x) => !x.removed)[k].mac })),
       slowPath: { ...this.slow },
     };
   }
