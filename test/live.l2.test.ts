@@ -186,6 +186,7 @@ describe('ARP', () => {
     const bad = Buffer.from(arpFrame({ op: 1, sha: CLIENT_MAC, spa: '10.0.0.5', tpa: VIP4 }));
     bad[14 + 5] = 16; // protocol address length 16
     expect(r.handle(inMemory(bad)).kind).toBe('other');
+    expect(r.handle(inMemory(arpFrame({ op: 1, sha: LB_MAC, spa: VIP4, tpa: VIP4 }))).reply).toBeNull(); // our own announcement looped back
     expect(r.counts.arpReplies).toBe(4);
 
     // Tags are kept byte for byte (802.1ad outer + 802.1Q inner in the third).

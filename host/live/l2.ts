@@ -75,6 +75,12 @@ const OTHER: L2Classification = Object.freeze({ kind: 'other', forUs: false, eth
  * 'other' IPv4/IPv6 traffic (an EtherType and protocol check, no allocation beyond the layer records).
  */
 export function classifyL2(f: Uint8Array, owned: AddressSet): L2Classification {
+  // Untagged IPv4/IPv6 that is not ICMP: out before any allocation (the common pass/drop case).
+  if (f.length >= 54) {
+    const t = (f[12] << 8) | f[13];
+    if (t === ETH_IPV4 && f[23] !== 1) return OTHER;
+    if (t === ETH_IPV6 && f[20] !== 58 && f[20] !== 0 && f[20] !== 60) return OTHER;
+  }
   const eth = parseEth(f);
   if (!eth) return OTHER;
   if (eth.ethertype === ETH_ARP) {
@@ -142,10 +148,12 @@ export class L2Responder {
     this.router = o.router ?? false;
   }
 
-  /** Classifies `frame`, learns from it, and builds the reply it calls for (if any). */
+  /** Classifies `frame`, learns from it, and builds the reply it calls for (if any). Frames from our own MAC are ignored. */
   handle(f: Uint8Array): L2Result {
     const c = classifyL2(f, this.owned);
     if (c.kind === 'other') return { kind: 'other', forUs: false, reply: null };
+    // Our own frames (looped back by a bridge or a capture): never answered or learned from.
+    if (bytesEqual(f, 6, this.mac, 0, 6)) return { kind: c.kind, forUs: c.forUs, reply: null };
     if (c.kind !== 'echo-request') this.neighbours?.observe(f);
     let reply: Uint8Array | null = null;
     if (c.kind === 'arp-request' && c.forUs && c.eth && c.arp) {

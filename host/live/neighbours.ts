@@ -144,7 +144,7 @@ export class Neighbours {
 
   /** The usable MAC of `address` (reachable, stale, probe or static), without side effects. */
   peek(address: string): Uint8Array | undefined {
-    const e = this.map.get(canonicalIp(address));
+    const e = this.map.get(address) ?? this.map.get(canonicalIp(address));
     return e && e.mac && e.state !== 'failed' && e.state !== 'incomplete' ? e.mac : undefined;
   }
 
@@ -164,8 +164,9 @@ export class Neighbours {
   }
 
   private want(address: string): Entry {
-    const key = canonicalIp(address);
-    let e = this.map.get(key);
+    let e = this.map.get(address); // canonical text: no parsing
+    const key = e ? address : canonicalIp(address);
+    e ??= this.map.get(key);
     const now = this.now();
     if (!e) {
       const v6 = !isIPv4(key);
