@@ -741,7 +741,10 @@ describe('against the Linux kernel (veth in a network namespace, AF_PACKET via p
     }
     if (spawnSync('ip', ['netns', 'add', NS]).status !== 0) return void (skip = 'cannot create a network namespace');
     nsx(['sysctl', '-qw', 'net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0', 'net.ipv4.ping_group_range=0 2147483647']);
-    nsx(['ip', 'link', 'add', K_IF, 'type', 'veth', 'peer', 'name', B_IF]);
+    if (spawnSync('ip', ['netns', 'exec', NS, 'ip', 'link', 'add', K_IF, 'type', 'veth', 'peer', 'name', B_IF]).status !== 0) {
+      spawnSync('ip', ['netns', 'del', NS]);
+      return void (skip = 'the kernel has no veth');
+    }
     nsx(['sysctl', '-qw', `net.ipv6.conf.${B_IF}.disable_ipv6=1`]);
     nsx(['ip', 'link', 'set', B_IF, 'address', B_MAC]);
     nsx(['ip', 'addr', 'add', `${K_IP4}/24`, 'dev', K_IF]);
