@@ -217,6 +217,7 @@ const natConfig = (backends: object[]) => ({
     ],
     neighbor: { retryMs: 300 },
     backendSlack: 2,
+    metrics: { address: '127.0.0.1', port: 0 },
   },
 });
 
@@ -319,6 +320,16 @@ print(s.recv(100).split(b'\\r\\n')[0].decode())
 `), { timeout: 15_000 });
     expect(big.out.trim()).toBe('HTTP/1.1 200 OK');
     expect(must(['ip', '-n', 'slbt-c', 'route', 'get', '10.99.100.1'])).toMatch(/mtu 1400/);
+
+    // Prometheus metrics on localhost: per-backend packets and health, drops, batch sizes.
+    const url = JSON.parse(await lb.waitLog(/"metrics listening"/)).url as string;
+    const text = await (await fetch(url)).text();
+    const metric = (re: RegExp) => Number(text.match(re)?.[1] ?? NaN);
+    expect(metric(/^sessionlb_backend_packets_total\{[^}]*backend="b1"[^}]*\} (\d+)/m)).toBeGreaterThan(10);
+    expect(metric(/^sessionlb_backend_up\{[^}]*backend="b2"[^}]*\} (\d+)/m)).toBe(0);
+    expect(metric(/^sessionlb_backend_up\{[^}]*backend="b1"[^}]*\} (\d+)/m)).toBe(1);
+    expect(metric(/^sessionlb_batch_size_count (\d+)/m)).toBeGreaterThan(10);
+    expect(metric(/^sessionlb_config_reloads_total (\d+)/m)).toBe(1);
 
     const { code, final } = await lb.stop();
     lb = null;

@@ -24,13 +24,12 @@ import { VERDICT, EVENT } from '../ctl/counters.js';
 import { PcapWriter } from '../io/pcap-writer.js';
 import { Tap } from './tap.js';
 import { AddressSet } from './addresses.js';
-import { parseArp, buildArpReply, buildGratuitousArp, ARP_REQUEST } from './arp.js';
-import { parseNd, buildNaReply, buildUnsolicitedNa, ND_NS } from './nd.js';
-import { ETH_ARP, ETH_IPV4, ETH_IPV6, PROTO_ICMPV6, ipv4Number, ipv6Bytes, macBytes, macString, parseEth, parseIp } from './frame.js';
+import { ETH_IPV4, ETH_IPV6, macBytes, macString, parseEth, parseIp } from './frame.js';
 import { Neighbours, type NeighbourEvent } from './neighbours.js';
-import { buildEchoReply, buildTooBig, isEchoRequest } from './icmp.js';
+import { buildTooBig } from './icmp.js';
 import { RateLimiter, refuse } from './admission.js';
 import { createLogger, type Logger } from './log.js';
+import { L2Responder, buildAnnouncement } from './l2.js';
 import { Histogram, RateMeter, parseMetricsConfig, type LiveSnapshot, type MetricsConfig } from './metrics.js';
 import { ABI_VERSION } from '../wasm.js';
 import {
@@ -50,6 +49,7 @@ interface Iface {
   sides: Side[];
   owned: AddressSet; // answered for ARP/ND and echo on this interface
   neigh: Neighbours;
+  l2: L2Responder;
   pcap: PcapWriter | null;
   rxFrames: number;
   txFrames: number;
@@ -154,6 +154,7 @@ export class LiveBalancer {
   private gatewayMac: string | null = null;
   private readonly icmpLimiter: RateLimiter;
   private readonly rstLimiter: RateLimiter;
+  private readonly echoLimiter: RateLimiter;
   private health: HealthChecker | null = null;
   private timers: NodeJS.Timeout[] = [];
   private readonly started = Date.now();
@@ -199,6 +200,7 @@ export class LiveBalancer {
     const now = () => performance.now();
     this.icmpLimiter = new RateLimiter(live.admission.icmpRate, Math.max(1, live.admission.icmpRate), now);
     this.rstLimiter = new RateLimiter(Math.max(1000, live.admission.icmpRate * 10), Math.max(1000, live.admission.icmpRate * 10), now);
+    this.echoLimiter = new RateLimiter(1000, 1000, now);
     for (const v of config.vips) this.vipSet.add(v.address);
     // Backends: engine index = VIP's first + position; spares follow each VIP's backends.
     let first = 0;
@@ -227,12 +229,14 @@ export class LiveBalancer {
         cfg: ic, tap, sides, owned, pcap: opts.pcapDir ? new PcapWriter(join(opts.pcapDir, `${tap.name}.pcap`), { bufferBytes: 1 << 16 }) : null,
         rxFrames: 0, txFrames: 0, rxBytes: 0, txBytes: 0, txErrors: 0, rxBatches: 0,
         neigh: null as unknown as Neighbours,
+        l2: null as unknown as L2Responder,
       };
       iface.neigh = new Neighbours({
         mac: this.lbMac, now, send: (f) => this.sendFrame(iface, f), source4: src4, source6: src6, owned,
         retries: live.neighbor.retries, retryIntervalMs: live.neighbor.retryMs, reachableMs: live.neighbor.refreshS * 1000,
         onEvent: (e) => this.onNeighbour(iface, e),
       });
+      iface.l2 = new L2Responder({ mac: this.lbMac, owned, neighbours: iface.neigh, echoLimiter: this.echoLimiter });
       this.ifaces.push(iface);
       if (sides.includes('client')) this.clientIf = iface;
       if (sides.includes('server')) this.serverIf = iface;
@@ -265,10 +269,7 @@ export class LiveBalancer {
     else if (live.gateway.address) this.clientIf.neigh.resolve(live.gateway.address);
     // Announce our addresses (gratuitous ARP / unsolicited NA), so switches and neighbours learn us.
     for (const iface of this.ifaces) {
-      for (const a of iface.owned.list()) {
-        if (isIPv4(a)) this.sendFrame(iface, buildGratuitousArp(this.lbMac, ipv4Number(a)));
-        else this.sendFrame(iface, buildUnsolicitedNa(this.lbMac, ipv6Bytes(a)));
-      }
+      for (const a of iface.owned.list()) this.sendFrame(iface, buildAnnouncement(this.lbMac, a));
     }
     for (const iface of this.ifaces) iface.tap.onReadable(() => {
       try {
@@ -525,39 +526,10 @@ export class LiveBalancer {
     if (r.frame) this.sendFrame(iface, r.frame);
   }
 
+  /** Passed frames: ARP, NS/NA and echo for owned addresses (H4's L2Responder). */
   private slowPath(iface: Iface, d: number): void {
-    const f = this.frameAt(d);
-    const eth = parseEth(f);
-    if (!eth) return;
-    if (eth.ethertype === ETH_ARP) {
-      iface.neigh.observe(f);
-      const arp = parseArp(f, eth);
-      if (arp && arp.op === ARP_REQUEST && iface.owned.has4(arp.tpa) && arp.spa !== arp.tpa) {
-        this.sendFrame(iface, buildArpReply(f, eth, arp, this.lbMac));
-        this.slow['arp-replies']++;
-      }
-      return;
-    }
-    const ip = parseIp(f, eth.l3, eth.ethertype);
-    if (!ip) return;
-    if (ip.version === 6 && ip.proto === PROTO_ICMPV6) {
-      const nd = parseNd(f, ip);
-      if (nd) {
-        iface.neigh.observe(f);
-        if (nd.type === ND_NS && iface.owned.hasAt(f, nd.targetOff, 16)) {
-          this.sendFrame(iface, buildNaReply(f, eth, ip, nd, this.lbMac));
-          this.slow['nd-replies']++;
-        }
-        return;
-      }
-    }
-    if (iface.owned.hasAt(f, ip.dstOff, ip.addrLen) && isEchoRequest(f, ip)) {
-      const r = buildEchoReply(f, eth, ip, this.lbMac);
-      if (r) {
-        this.sendFrame(iface, r);
-        this.slow['echo-replies']++;
-      }
-    }
+    const r = iface.l2.handle(this.frameAt(d));
+    if (r.reply) this.sendFrame(iface, r.reply);
   }
 
   /** Housekeeping every 200 ms: flow expiry, neighbours, events, pps. */
@@ -722,8 +694,21 @@ export class LiveBalancer {
     return {
       ...s,
       backends: s.backends.map((b, k) => ({ ...b, address: this.backends.filter((x) => !x.removed)[k].address, mac: this.backends.filter((x) => !x.removed)[k].mac })),
-      slowPath: { ...this.slow },
+      slowPath: this.slowCounts(),
     };
+  }
+
+  /** The slow path's counts: ours plus each interface's L2Responder. */
+  slowCounts(): Record<string, number> {
+    const out = { ...this.slow };
+    for (const i of this.ifaces) {
+      out['arp-replies'] += i.l2.counts.arpReplies;
+      out['nd-replies'] += i.l2.counts.naReplies;
+      out['echo-replies'] += i.l2.counts.echoReplies;
+      out['echo-limited'] = (out['echo-limited'] ?? 0) + i.l2.counts.echoLimited;
+      out['neighbour-probes'] = (out['neighbour-probes'] ?? 0) + i.neigh.probesSent;
+    }
+    return out;
   }
 
   /** u32 at offset `off` of backend j's engine record (docs/abi.md: 32 live flows, 40 sessions). */
