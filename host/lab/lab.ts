@@ -149,7 +149,7 @@ export function sessionlbConfig(t: Topology, method: 'nat' | 'dr', opts: LabUpOp
       ],
       gateway: { address: ROUTER_FRONT, mac: ROUTER_FRONT_MAC },
       admission: { tcp: 'rst', icmpRate: 100 },
-      metrics: { listen: `127.0.0.1:${METRICS_PORT}` },
+      metrics: { address: '127.0.0.1', port: METRICS_PORT },
     },
   };
 }

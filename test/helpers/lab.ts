@@ -3,7 +3,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI, ROOT, runCli } from './cli.js';
-import { nsRun, nsRunAsync, run, sleep, startDetached, stopPids, alive } from '../../host/lab/proc.js';
+import { nsPids, nsRun, nsRunAsync, run, sleep, startDetached, stopPids, alive } from '../../host/lab/proc.js';
 import type { LabSummary } from '../../host/lab/lab.js';
 
 export { CLI, ROOT, runCli };
@@ -54,9 +54,9 @@ export async function httpBackends(ns: string, url: string, n: number, opts: { p
       const count = Math.min(per, n - k * per);
       if (count <= 0) return Promise.resolve(null);
       // One curl process, `count` URLs; `Connection: close` makes each its own TCP connection.
-      const args = ['curl', '-s', '-m', '3', '-H', 'Connection: close', '-w', '%{http_code} %header{x-backend}\\n'];
+      const args = ['curl', '-s', '--connect-timeout', '1', '-m', '2', '-H', 'Connection: close', '-w', '%{http_code} %header{x-backend}\\n'];
       for (let i = 0; i < count; i++) args.push('-o', '/dev/null', url);
-      return nsRunAsync(ns, args, { timeoutMs: 60_000 });
+      return nsRunAsync(ns, args, { timeoutMs: 30_000 });
     }),
   );
   const backends: string[] = [];
@@ -141,5 +141,5 @@ export function readLabLog(s: LabSummary): string {
   return existsSync(f) ? readFileSync(f, 'utf8') : '';
 }
 
-export { nsRun, nsRunAsync, run, sleep, alive };
+export { nsPids, nsRun, nsRunAsync, run, sleep, alive };
 export const CLI_PATH = CLI;

@@ -1,0 +1,244 @@
+// sessionlb live, NAT, in the lab (docs/lab.md): real clients (curl, wrk, ffmpeg) in client
+// namespaces, real servers (nginx, GStreamer's RTSP server) in three backend namespaces, sessionlb
+// on two TAP devices in between (`sessionlb lab up --method nat`). Checked with independent
+// oracles: each nginx's X-Backend header, ffmpeg's own account of what it received (frames, "RTP:
+// missed N packets"), tcpdump captures taken inside the backends' namespaces and read with tshark,
+// `ss` in the backends, and sessionlb's JSON log for state changes.
+//   - HTTP: every request answered, spread over three backends; backends see the client address
+//   - RTSP over UDP from two clients (one behind the NAT box): media received, every packet of a
+//     client's session (control and RTP/RTCP) in exactly one backend's capture
+//   - SIGHUP reload (b2 re-weighted) under wrk load and a playing RTSP session: no socket error,
+//     no non-2xx, no RTP loss; new connections follow the new weights
+//   - one backend's servers killed: marked down within 2 s, new requests and sessions go elsewhere,
+//     sessions on the other backends play to the end with no RTP loss
+//   - admission (VIP limit 2 sessions): the third RTSP connection is reset at once (curl sees the
+//     connection refused), HTTP still answered, the two admitted sessions play on without loss
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { LabSummary } from '../host/lab/lab.js';
+import {
+  Capture,
+  countBy,
+  httpBackends,
+  labDown,
+  labUnsupported,
+  labUp,
+  nsRun,
+  nsPids,
+  nsRunAsync,
+  readLabLog,
+  ROOT,
+  rtspClient,
+  sleep,
+  tsharkFields,
+} from './helpers/lab.js';
+
+const PREFIX = 'slbn-';
+const VIP = '10.88.0.100';
+const RTSP_URL = `rtsp://${VIP}:8554/test`;
+const why = labUnsupported({ tap: true });
+if (why) console.warn(`lab.live tests skipped: ${why}`);
+
+const OUT = join(ROOT, 'test-output', 'lab-live');
+
+/** Which backend holds an established RTSP control connection from `from` (the address it sees), or null. */
+function rtspBackendOf(lab: LabSummary, from: string): string[] {
+  const on: string[] = [];
+  for (const b of lab.backends) {
+    const r = nsRun(b.ns, ['ss', '-Htn', 'state', 'established', '( sport = :8554 )']);
+    if (r.stdout.includes(` ${from}:`)) on.push(b.id);
+  }
+  return on;
+}
+
+interface LogLine {
+  ts: string;
+  msg: string;
+  [k: string]: unknown;
+}
+function logLines(lab: LabSummary): LogLine[] {
+  return readLabLog(lab)
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => {
+      try {
+        return JSON.parse(l) as LogLine;
+      } catch {
+        return { ts: '', msg: '' };
+      }
+    });
+}
+
+describe.skipIf(!!why)('sessionlb live NAT in the lab', () => {
+  let lab: LabSummary;
+  beforeAll(() => {
+    rmSync(OUT, { recursive: true, force: true });
+    mkdirSync(OUT, { recursive: true });
+    labDown(PREFIX);
+    lab = labUp(['--method', 'nat', '--prefix', PREFIX]);
+  });
+  afterAll(() => labDown(PREFIX));
+
+  it('runs sessionlb in the lb namespace on its two TAPs', () => {
+    expect(lab.sessionlb).not.toBeNull();
+    expect(lab.sessionlb!.ns).toBe(`${PREFIX}lb`);
+    const running = logLines(lab).find((l) => l.msg === 'sessionlb running');
+    expect(running, readLabLog(lab)).toBeTruthy();
+    expect(JSON.stringify(running)).toMatch(/tap-front.*tap-srv/);
+  });
+
+  it('HTTP: every request answered, spread over the three backends; backends see client addresses', async () => {
+    const all: string[] = [];
+    for (const c of lab.clients.slice(0, 3)) {
+      const { backends, failures } = await httpBackends(c.ns, `http://${VIP}/`, 40);
+      expect(failures, c.id).toEqual([]);
+      expect(backends.length).toBe(40);
+      all.push(...backends);
+    }
+    const by = countBy(all);
+    // Maglev on the 5-tuple over fresh source ports: each of 120 lands on a backend with p = 1/3
+    // (mean 40, sd 5.2); 20 is 3.9 sd below.
+    for (const b of lab.backends) expect(by[b.id] ?? 0, JSON.stringify(by)).toBeGreaterThanOrEqual(20);
+    for (const c of lab.clients) {
+      const r = nsRun(c.ns, ['curl', '-s', '-m', '3', `http://${VIP}/whoami`]);
+      expect(r.stdout.trim(), c.id).toBe(c.seenAs);
+    }
+  });
+
+  it('RTSP over UDP: the clients receive media, and each session is whole on one backend (backend captures, tshark)', async () => {
+    const caps = lab.backends.map((b) => new Capture(b.ns, 'eth0', join(OUT, `rtsp-${b.id}.pcap`), 'tcp port 8554 or udp'));
+    await Promise.all(caps.map((c) => c.ready()));
+    const clients = [lab.clients[0], lab.clients[2]]; // c1, and c3 behind the NAT box
+    const res = await Promise.all(clients.map((c) => rtspClient(c.ns, RTSP_URL, 3)));
+    await sleep(300);
+    await Promise.all(caps.map((c) => c.stop()));
+    clients.forEach((c, i) => {
+      const r = res[i];
+      expect(r.code, `${c.id}: ${r.stderr.slice(-600)}`).toBe(0);
+      expect(r.frames, c.id).toBeGreaterThanOrEqual(50); // 3 s of 25 fps
+      expect(r.missed, c.id).toBe(0);
+    });
+    for (const c of clients) {
+      const per = lab.backends.map((b, k) => ({ id: b.id, addr: b.address, file: caps[k].file, n: tsharkFields(caps[k].file, `ip.addr == ${c.seenAs}`, ['frame.number']).length }));
+      const holders = per.filter((p) => p.n > 0);
+      expect(holders.map((h) => h.id), `${c.id}: packets per backend ${JSON.stringify(per.map((p) => [p.id, p.n]))}`).toHaveLength(1);
+      const h = holders[0];
+      const setups = tsharkFields(h.file, `ip.src == ${c.seenAs} && rtsp.method == "SETUP"`, ['rtsp.transport']);
+      expect(setups.length, c.id).toBeGreaterThanOrEqual(1);
+      // RTP from the backend to the client's ports, and the client's RTCP/punch packets to the backend.
+      const toClient = tsharkFields(h.file, `udp && ip.src == ${h.addr} && ip.dst == ${c.seenAs}`, ['udp.srcport', 'udp.dstport']);
+      const fromClient = tsharkFields(h.file, `udp && ip.src == ${c.seenAs} && ip.dst == ${h.addr}`, ['udp.srcport', 'udp.dstport']);
+      expect(toClient.length, c.id).toBeGreaterThanOrEqual(50);
+      expect(fromClient.length, c.id).toBeGreaterThanOrEqual(1);
+      // The server's ports those UDP flows use are the ones its SETUP reply announced.
+      const replies = tsharkFields(h.file, `ip.dst == ${c.seenAs} && rtsp.transport`, ['rtsp.transport']).map((x) => x[0]);
+      const serverPorts = new Set(replies.flatMap((t) => [...t.matchAll(/server_port=(\d+)-(\d+)/g)].flatMap((m) => [m[1], m[2]])));
+      expect(serverPorts.size, replies.join(' / ')).toBeGreaterThanOrEqual(2);
+      for (const [sp] of toClient) expect(serverPorts.has(sp), `RTP from port ${sp}`).toBe(true);
+    }
+  });
+
+  it('SIGHUP reload under load (b2 re-weighted 1 -> 4): no established flow lost, new flows follow the weights', async () => {
+    const cfgFile = lab.sessionlb!.config;
+    const cfg = JSON.parse(readFileSync(cfgFile, 'utf8'));
+    const wrk = nsRunAsync(lab.clients[1].ns, ['timeout', '30', 'wrk', '-t', '1', '-c', '16', '-d', '6s', `http://${VIP}/`], { timeoutMs: 40_000 });
+    const rtsp = rtspClient(lab.clients[0].ns, RTSP_URL, 6);
+    await sleep(2500);
+    cfg.vips[0].backends[1].weight = 4;
+    writeFileSync(cfgFile, JSON.stringify(cfg, null, 2));
+    process.kill(lab.sessionlb!.pid, 'SIGHUP');
+    const [w, r] = await Promise.all([wrk, rtsp]);
+    const reloaded = logLines(lab).filter((l) => l.msg === 'config reloaded');
+    expect(reloaded.length, readLabLog(lab).slice(-2000)).toBe(1);
+    expect(reloaded[0].changed).toEqual(['b2']);
+    expect(w.stdout).toMatch(/Requests\/sec/);
+    expect(w.stdout, w.stdout).not.toMatch(/Socket errors/);
+    expect(w.stdout).not.toMatch(/Non-2xx/);
+    expect(Number(w.stdout.match(/(\d+) requests in/)![1])).toBeGreaterThan(1000);
+    expect(r.code, r.stderr.slice(-600)).toBe(0);
+    expect(r.frames).toBeGreaterThanOrEqual(125);
+    expect(r.missed).toBe(0);
+    // Weights 1:4:1 -> b2 takes about 2/3 of new connections (Maglev), before it took about 1/3.
+    const { backends, failures } = await httpBackends(lab.clients[0].ns, `http://${VIP}/`, 60);
+    expect(failures).toEqual([]);
+    const by = countBy(backends);
+    expect(by.b2 ?? 0, JSON.stringify(by)).toBeGreaterThanOrEqual(30);
+  });
+
+  it('a backend dies: marked down within 2 s, new requests and sessions go elsewhere, other sessions play on without loss', async () => {
+    // Four sessions for 9 s, from four clients (two of them share the NAT address).
+    const sessions = lab.clients.map((c) => rtspClient(c.ns, RTSP_URL, 9));
+    await sleep(2500);
+    const placed = lab.clients.map((c) => rtspBackendOf(lab, c.seenAs));
+    const busy = [...new Set(placed.flat())];
+    // The victim: a backend holding a session while another backend holds one too, else any idle one.
+    const victim = busy.length >= 2 ? busy[0] : lab.backends.find((b) => !busy.includes(b.id))!.id;
+    const vb = lab.backends.find((b) => b.id === victim)!;
+    const before = logLines(lab).length;
+    const t0 = Date.now();
+    // Kill every server in the victim's namespace (nginx, the RTSP server, iperf3).
+    for (const p of nsPids(vb.ns)) process.kill(p, 'SIGKILL');
+    let downAt = 0;
+    while (Date.now() - t0 < 5000) {
+      const l = logLines(lab).slice(before).find((x) => x.msg === 'backend state' && x.backend === victim && x.to === 'down');
+      if (l) {
+        downAt = Date.parse(l.ts);
+        break;
+      }
+      await sleep(50);
+    }
+    expect(downAt, `no "backend state ... down" for ${victim} in the log`).toBeGreaterThan(0);
+    expect(downAt - t0).toBeLessThanOrEqual(2000);
+    // The metrics endpoint (127.0.0.1 inside the lb namespace) agrees.
+    const metrics = nsRun(lab.sessionlb!.ns, ['curl', '-s', '-m', '2', `http://127.0.0.1:${lab.sessionlb!.metricsPort}/metrics`]).stdout;
+    expect(metrics).toMatch(new RegExp(`^sessionlb_backend_up\\{vip="${VIP}",backend="${victim}"\\} 0$`, 'm'));
+    for (const b of lab.backends.filter((x) => x.id !== victim)) expect(metrics).toMatch(new RegExp(`^sessionlb_backend_up\\{vip="${VIP}",backend="${b.id}"\\} 1$`, 'm'));
+    const { backends, failures } = await httpBackends(lab.clients[0].ns, `http://${VIP}/`, 30);
+    expect(failures).toEqual([]);
+    expect(backends).not.toContain(victim);
+    const late = await rtspClient(lab.clients[1].ns, RTSP_URL, 2);
+    expect(late.code, late.stderr.slice(-600)).toBe(0);
+    expect(late.frames).toBeGreaterThanOrEqual(30);
+    const done = await Promise.all(sessions);
+    lab.clients.forEach((c, i) => {
+      if (placed[i].length !== 1 || placed[i][0] === victim) return;
+      const r = done[i];
+      expect(r.code, `${c.id} on ${placed[i][0]}: ${r.stderr.slice(-600)}`).toBe(0);
+      expect(r.frames, c.id).toBeGreaterThanOrEqual(200); // 9 s of 25 fps, less startup
+      expect(r.missed, c.id).toBe(0);
+    });
+    expect(placed.some((p) => p.length === 1 && p[0] !== victim), `sessions: ${JSON.stringify(placed)}`).toBe(true);
+  });
+});
+
+describe.skipIf(!!why)('sessionlb live NAT in the lab: admission', () => {
+  let lab: LabSummary;
+  beforeAll(() => {
+    labDown(PREFIX);
+    lab = labUp(['--method', 'nat', '--prefix', PREFIX, '--max-sessions', '2']);
+  });
+  afterAll(() => labDown(PREFIX));
+
+  it('VIP limit 2: the third RTSP connection is reset at once, HTTP still answered, the admitted sessions play on', async () => {
+    const admitted = [lab.clients[0], lab.clients[1]].map((c) => rtspClient(c.ns, RTSP_URL, 7));
+    await sleep(2500);
+    const t0 = Date.now();
+    const refused = nsRun(lab.clients[2].ns, ['curl', '-s', '-m', '5', '-o', '/dev/null', '-w', '%{http_code}', `${RTSP_URL}`]);
+    const ms = Date.now() - t0;
+    // curl exit 7: could not connect (RST to the SYN); not a timeout (28).
+    expect(refused.code, refused.stderr).toBe(7);
+    expect(ms).toBeLessThan(1500);
+    const third = await rtspClient(lab.clients[3].ns, RTSP_URL, 2);
+    expect(third.code).not.toBe(0);
+    expect(third.stderr).toMatch(/Connection refused|reset/i);
+    const http = await httpBackends(lab.clients[2].ns, `http://${VIP}/`, 10);
+    expect(http.failures).toEqual([]);
+    const done = await Promise.all(admitted);
+    for (const r of done) {
+      expect(r.code, r.stderr.slice(-600)).toBe(0);
+      expect(r.frames).toBeGreaterThanOrEqual(150);
+      expect(r.missed).toBe(0);
+    }
+  });
+});
