@@ -27,7 +27,7 @@ const state = (name: string) => {
 describe('conformance vectors', () => {
   it('the folder has every vector and stays small', () => {
     const names = SPECS.map((s) => s.name);
-    expect(names).toEqual(expect.arrayContaining(['nat', 'dr', 'ipip', 'gre', 'gue', 'ipv6-nat', 'maglev-change', 'rtsp-session', 'malformed']));
+    expect(names).toEqual(expect.arrayContaining(['nat', 'dr', 'ipip', 'gre', 'gue', 'ipv6-nat', 'maglev-change', 'rtsp-session', 'rtsp-nat', 'malformed']));
     let total = 0;
     for (const n of names) for (const f of vectorFiles(join(VECTORS_DIR, n))) total += readFileSync(join(VECTORS_DIR, n, f)).length;
     expect(total).toBeLessThan(2 << 20);
@@ -59,7 +59,7 @@ describe('conformance vectors', () => {
   });
 
   it('the vectors exercise what they are named after', () => {
-    const C = { txBackend: 2, txClient: 3, encapsulated: 19, natRewrites: 20, resteered: 11, sessionsStarted: 26, expectationsMatched: 33, rtspMessages: 36 };
+    const C = { txBackend: 2, txClient: 3, encapsulated: 19, natRewrites: 20, resteered: 11, sessionsStarted: 26, expectationsMatched: 33, rtspMessages: 36, rtspNatRewrites: 47 };
     for (const n of ['nat', 'ipv6-nat', 'maglev-change', 'rtsp-session']) expect(state(n).counters[C.natRewrites], n).toBeGreaterThan(0);
     for (const n of ['ipip', 'gre', 'gue']) expect(state(n).counters[C.encapsulated], n).toBe(state(n).counters[C.txBackend]);
     const rtsp = state('rtsp-session').counters;
@@ -67,6 +67,13 @@ describe('conformance vectors', () => {
     expect(rtsp[C.expectationsMatched]).toBeGreaterThanOrEqual(rtsp[C.sessionsStarted]);
     expect(rtsp[C.rtspMessages]).toBeGreaterThan(10);
     expect(readFileSync(join(VECTORS_DIR, 'rtsp-session', 'calls.txt'), 'utf8')).toMatch(/call config_vip_sessions 0 2 /);
+    // RTSP NAT: the backend's address in its messages reaches the client as the VIP's.
+    expect(state('rtsp-nat').counters[C.rtspNatRewrites]).toBeGreaterThan(0);
+    const client = readFileSync(join(VECTORS_DIR, 'rtsp-nat', 'expected', 'client.pcap')).toString('latin1');
+    const input = readFileSync(join(VECTORS_DIR, 'rtsp-nat', 'input.pcap')).toString('latin1');
+    const bases = (s: string) => (s.match(/Content-Base: rtsp:\/\/[0-9.]+/g) ?? []).sort();
+    expect(bases(input).every((x) => x.endsWith('10.0.1.100'))).toBe(true);
+    expect(bases(client).filter((x) => x.endsWith('10.0.0.100')).length).toBeGreaterThan(0);
     // Maglev change: backend 1 goes down between the batches and gets no packet after it.
     const calls = readFileSync(join(VECTORS_DIR, 'maglev-change', 'calls.txt'), 'utf8').split('\n');
     const change = calls.findIndex((l) => l.startsWith('call set_backend_state 1 2 '));

@@ -416,6 +416,29 @@ export const SPECS: VectorSpec[] = [
     },
   },
   {
+    name: 'rtsp-nat',
+    about: 'RTSP NAT traversal: the server messages of the capture name backend 10.0.1.100 (same text length as the VIP) in Transport source=, URLs and SDP; the engine gives the client the VIP\'s address',
+    config: { mac: MAC, flowCapacity: 1024, vips: [{ address: '10.0.0.100', ports: [554], method: 'nat', scheduler: 'rr', ringSize: 251, policy: 'session',
+      backends: [b('t1', '10.0.1.100'), b('t2', '10.0.1.200')] }] },
+    input: (t) => {
+      const out = join(t, 'rtsp.pcap');
+      generateRtsp({ out, sessions: 3, seed: 5, vip: '10.0.0.100', natShare: 0, arrivalRate: 3, duration: [1, 1], rtpRate: 5, tracks: [1, 2], interleavedShare: 0 });
+      const p = readPcap(readFileSync(out));
+      // As a backend behind the balancer would write them: its own address in what it sends.
+      const from = Buffer.from('10.0.0.100');
+      const to = Buffer.from('10.0.1.100');
+      for (const r of p.records) {
+        const d = r.data;
+        if (d[12] !== 0x08 || d[13] !== 0x00 || d[23] !== 6) continue;
+        if (Buffer.from(d.subarray(26, 30)).toString('hex') !== '0a000064' || ((d[34] << 8) | d[35]) !== 554) continue;
+        const payload = 14 + (d[14] & 15) * 4 + (d[14 + (d[14] & 15) * 4 + 12] >> 4) * 4;
+        const buf = Buffer.from(d.buffer, d.byteOffset, d.byteLength);
+        for (let i = buf.indexOf(from, payload); i >= 0; i = buf.indexOf(from, i + from.length)) to.copy(buf, i);
+      }
+      return writePcap(p);
+    },
+  },
+  {
     name: 'malformed',
     about: 'truncated frames, bad IP version and header length, bad TCP offset, unconfigured ports, ARP, not a VIP, orphan fragment, ICMP to the VIP, VLAN and QinQ tags, between valid NAT flows',
     config: { mac: MAC, flowCapacity: 1024, vips: [{ address: '10.0.0.100', ports: [80], method: 'nat', scheduler: 'maglev', ringSize: 251,
@@ -499,7 +522,7 @@ async function main() {
   const argv = process.argv.slice(2);
   const oi = argv.indexOf('--out');
   const outRoot = oi >= 0 ? resolve(argv[oi + 1]) : VECTORS_DIR;
-  const names = argv.filter((a, i) => a !== '--out' && i !== oi + 1);
+  const names = argv.filter((_, i) => oi < 0 || (i !== oi && i !== oi + 1));
   for (const spec of SPECS) {
     if (names.length && !names.includes(spec.name)) continue;
     await makeVector(spec, join(outRoot, spec.name));
