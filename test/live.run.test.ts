@@ -128,6 +128,47 @@ for seq in range(n):
 print(ok)
 `;
 
+// A minimal RTSP server: every request gets 200 with its CSeq; SETUP also a Session and a
+// Transport (so the engine starts a session).
+const RTSP_JS = `
+const net = require('net');
+const [addr, port] = process.argv.slice(1);
+net.createServer((c) => {
+  let buf = '';
+  c.on('data', (d) => {
+    buf += d;
+    let i;
+    while ((i = buf.indexOf('\\r\\n\\r\\n')) >= 0) {
+      const msg = buf.slice(0, i); buf = buf.slice(i + 4);
+      const cseq = (/CSeq:\\s*(\\d+)/i.exec(msg) || [])[1] || '0';
+      let extra = '';
+      if (msg.startsWith('SETUP')) extra = 'Session: 4711abcd;timeout=60\\r\\nTransport: RTP/AVP;unicast;client_port=5000-5001;server_port=6000-6001\\r\\n';
+      c.write('RTSP/1.0 200 OK\\r\\nCSeq: ' + cseq + '\\r\\n' + extra + '\\r\\n');
+    }
+  });
+  c.on('error', () => {});
+}).listen(Number(port), addr, () => console.log('listening'));
+`;
+
+// The client: SETUP on a first connection (a session starts), then a second connection (refused
+// while the first session is active), then OPTIONS again on the first.
+const RTSP_CLIENT_JS = `
+const net = require('net');
+const [vip, port] = process.argv.slice(1);
+const ask = (s, req) => new Promise((res) => { s.once('data', (d) => res(String(d).split('\\r\\n')[0])); s.write(req); });
+const open = () => new Promise((res) => { const s = net.connect(Number(port), vip); s.once('connect', () => res(s)); s.once('error', (e) => res(e.code)); });
+(async () => {
+  const a = await open();
+  console.log('first: ' + await ask(a, 'SETUP rtsp://' + vip + '/s/track1 RTSP/1.0\\r\\nCSeq: 1\\r\\nTransport: RTP/AVP;unicast;client_port=5000-5001\\r\\n\\r\\n'));
+  await new Promise((r) => setTimeout(r, 200));
+  const b = await open();
+  console.log('second: ' + (typeof b === 'string' ? b : 'connected'));
+  if (typeof b !== 'string') b.destroy();
+  console.log('first again: ' + await ask(a, 'OPTIONS rtsp://' + vip + '/s RTSP/1.0\\r\\nCSeq: 2\\r\\nSession: 4711abcd\\r\\n\\r\\n'));
+  a.destroy();
+})();
+`;
+
 interface Lb {
   proc: ChildProcess;
   out: () => string;
@@ -349,6 +390,40 @@ print(s.recv(100).split(b'\\r\\n')[0].decode())
     expect(cliReplies.every((l) => l.startsWith('10.99.100.1\t'))).toBe(true);
     const srvRequests = tshark('slbt-ts.pcap', 'http.request');
     expect(new Set(srvRequests.map((l) => l.split('\t')[1]))).toEqual(new Set(['10.99.2.11', '10.99.2.12']));
+  });
+
+  it('admission on the wire: with the VIP\'s session limit reached, a new RTSP control connection is refused by a RST; the admitted session keeps working', async () => {
+    const rtsp = spawn('ip', ['netns', 'exec', 'slbt-b1', process.execPath, '-e', RTSP_JS, '10.99.2.11', '554'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    servers.push(rtsp);
+    await waitListening(rtsp);
+    lb = startLb({
+      flowCapacity: 4096,
+      vips: [{
+        address: '10.99.100.2', ports: [554], protocols: ['tcp', 'udp'], method: 'nat', policy: 'session', maxSessions: 1,
+        backends: [{ id: 'b1', address: '10.99.2.11' }],
+      }],
+      live: {
+        interfaces: [
+          { name: 'slbt-tc', role: 'client', addresses: ['10.99.1.1'] },
+          { name: 'slbt-ts', role: 'server', addresses: ['10.99.2.1'] },
+        ],
+        neighbor: { retryMs: 300 },
+      },
+    }, 'admission');
+    await lb.waitLog(/"backend state".*"b1".*"to":"active"/);
+    const r = sh(ns('slbt-c', process.execPath, '-e', RTSP_CLIENT_JS, '10.99.100.2', '554'), { timeout: 20_000 });
+    expect(r.err).toBe('');
+    expect(r.out.trim().split('\n')).toEqual([
+      'first: RTSP/1.0 200 OK',
+      'second: ECONNREFUSED',
+      'first again: RTSP/1.0 200 OK',
+    ]);
+    const { final } = await lb.stop();
+    lb = null;
+    const f = final as { drops: Record<string, number>; slowPath: Record<string, number>; counters: Record<string, number> };
+    expect(f.counters['sessions-started']).toBe(1);
+    expect(f.drops.admission).toBeGreaterThanOrEqual(1);
+    expect(f.slowPath['admission-rst']).toBeGreaterThanOrEqual(1);
   });
 
   it('DR, one-armed: the backend answers the client directly; the balancer only sees the client side', async () => {
