@@ -15,9 +15,10 @@
 //   new AddressSet(addrs?: Iterable<string>)              .add/.delete/.has(text) .has4(u32) .hasAt(buf, off, 4|16) .list()
 //   classifyL2(frame, owned: AddressSet): L2Classification
 //       kind: 'arp-request' | 'arp-reply' | 'ns' | 'na' | 'echo-request' | 'other'; forUs: target/destination owned
-//   new L2Responder({ mac, owned, neighbours?, echo?, echoLimiter? })
+//   new L2Responder({ mac, owned, neighbours?, echo?, echoLimiter?, router? })   .counts { arpReplies, naReplies, echoReplies, echoLimited }
 //       .handle(frame): { kind, forUs, reply: Uint8Array | null }   feeds ARP/NS/NA to neighbours.observe(),
-//            answers ARP requests / NS for owned addresses, echo requests to owned addresses sent to our MAC
+//            answers ARP requests / NS for owned addresses, echo requests to owned addresses sent to our MAC;
+//            frames from our own MAC are ignored
 //       .announce(address, opts?): Uint8Array   gratuitous ARP (IPv4) / unsolicited NA (IPv6) for a VIP coming up
 //   buildAnnouncement(mac, address, { vlan?, op?, router? }): Uint8Array
 //   new Neighbours({ mac, now, send, source4?, source6?, vlan?, retries?, retryIntervalMs?, reachableMs?,
