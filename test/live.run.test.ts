@@ -426,6 +426,37 @@ print(s.recv(100).split(b'\\r\\n')[0].decode())
     expect(f.slowPath['admission-rst']).toBeGreaterThanOrEqual(1);
   });
 
+  it('IPv6 NAT: neighbour discovery both ways (the client's kernel learns our MAC, we learn the backend's), real TCP', async () => {
+    must(['ip', '-n', 'slbt-c', 'addr', 'add', 'fd99:1::10/64', 'dev', 'eth0', 'nodad']);
+    must(['ip', '-n', 'slbt-c', 'route', 'add', 'default', 'via', 'fd99:1::1']);
+    must(['ip', '-n', 'slbt-b1', 'addr', 'add', 'fd99:2::11/64', 'dev', 'eth0', 'nodad']);
+    must(['ip', '-n', 'slbt-b1', 'route', 'add', 'default', 'via', 'fd99:2::1']);
+    const s6 = startServer('slbt-b1', 'b1v6', 'fd99:2::11');
+    servers.push(s6);
+    await waitListening(s6);
+    lb = startLb({
+      flowCapacity: 4096,
+      vips: [{ address: 'fd99:100::1', ports: [80], protocols: ['tcp'], method: 'nat', backends: [{ id: 'b1v6', address: 'fd99:2::11' }] }],
+      live: {
+        interfaces: [
+          { name: 'slbt-tc', role: 'client', addresses: ['fd99:1::1'] },
+          { name: 'slbt-ts', role: 'server', addresses: ['fd99:2::1'] },
+        ],
+        neighbor: { retryMs: 300 },
+      },
+    }, 'nat6');
+    const resolved = await lb.waitLog(/"backend MAC resolved".*"b1v6"/);
+    expect(JSON.parse(resolved).mac).toBe(macOf('slbt-b1'));
+    await lb.waitLog(/"backend state".*"b1v6".*"to":"active"/);
+    expect(gets('slbt-c', 'http://[fd99:100::1]/', 4)).toEqual(Array(4).fill('b1v6'));
+    expect(must(['ip', '-n', 'slbt-c', '-6', 'neigh', 'show', 'fd99:1::1'])).toContain(LB_MAC);
+    const { final } = await lb.stop();
+    lb = null;
+    const f = final as { slowPath: Record<string, number>; counters: Record<string, number> };
+    expect(f.slowPath['nd-replies']).toBeGreaterThan(0);
+    expect(f.counters['nat-rewrites']).toBeGreaterThan(10);
+  });
+
   it('DR, one-armed: the backend answers the client directly; the balancer only sees the client side', async () => {
     bridge('slbt-brd', 'slbt-td');
     host('slbt-dc', 'slbt-dc0', 'slbt-brd', '10.99.3.10', '10.99.3.1');
