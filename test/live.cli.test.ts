@@ -1,0 +1,53 @@
+// `sessionlb run`'s usage and its errors before any traffic: missing or wrong live section,
+// health-check and metrics config, a device that is not a TAP. No namespaces needed.
+import { describe, expect, it } from 'vitest';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ROOT, runCli } from './helpers/cli.js';
+
+const DIR = join(ROOT, 'test-output', 'live-cli');
+mkdirSync(DIR, { recursive: true });
+const vip = { address: '10.99.200.1', ports: [80], backends: [{ id: 'b1', address: '10.99.201.1' }] };
+const live = (o: Record<string, unknown> = {}) => ({ interfaces: [{ name: 'slbt-x0', role: 'both', addresses: ['10.99.200.2'] }], ...o });
+function cfg(name: string, c: object): string {
+  const p = join(DIR, `${name}.json`);
+  writeFileSync(p, JSON.stringify(c));
+  return p;
+}
+const canTap = typeof process.getuid === 'function' && process.getuid() === 0 && existsSync('/dev/net/tun');
+
+describe('sessionlb run: usage and config errors', () => {
+  it('--help prints the usage and exits 0; no --config is a usage error', () => {
+    const h = runCli(['run', '--help']);
+    expect(h.code).toBe(0);
+    expect(h.stdout).toMatch(/^usage: sessionlb run --config FILE/);
+    expect(h.stdout).toContain('--pcap-tap DIR');
+    const u = runCli(['run']);
+    expect(u.code).toBe(2);
+    expect(u.stderr).toContain('missing --config FILE');
+  });
+
+  it('a config without a live section, or with a bad one, is refused naming the field', () => {
+    const none = runCli(['run', '--config', cfg('nolive', { vips: [vip] })]);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toMatch(/config: live: is required/);
+    const role = runCli(['run', '--config', cfg('role', { vips: [vip], live: { interfaces: [{ name: 'slbt-x0', role: 'client' }] } })]);
+    expect(role.code).toBe(1);
+    expect(role.stderr).toContain('live.interfaces[0].role');
+    const method = runCli(['run', '--config', cfg('gre', { vips: [{ ...vip, method: 'gre' }], live: live() })]);
+    expect(method.code).toBe(1);
+    expect(method.stderr).toContain('"nat" and "dr"');
+    const hc = runCli(['run', '--config', cfg('hc', { vips: [{ ...vip, healthCheck: { type: 'smtp' } }], live: live() })]);
+    expect(hc.code).toBe(1);
+    expect(hc.stderr).toContain('vips[0].healthCheck.type');
+    const metrics = runCli(['run', '--config', cfg('metrics', { vips: [vip], live: live({ metrics: { address: '10.99.200.2' } }) })]);
+    expect(metrics.code).toBe(1);
+    expect(metrics.stderr).toContain('live.metrics.address');
+  });
+
+  it.skipIf(!canTap)('a device that exists and is not a TAP is refused with the reason', () => {
+    const r = runCli(['run', '--config', cfg('lo', { vips: [vip], live: { interfaces: [{ name: 'lo', role: 'both' }] } })], { timeoutMs: 10_000 });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/TAP lo: TUNSETIFF/);
+  });
+});
