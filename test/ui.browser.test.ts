@@ -109,7 +109,12 @@ async function runPage(c: Case): Promise<{ page: Page; values: Record<string, st
     }, [b64, name]);
     await page.waitForFunction((file) => document.getElementById('capture-name')!.textContent!.startsWith(file), name);
   } else await page.setInputFiles('#capture-file', c.capture);
-  await page.fill('#vip', c.form.vip);
+  // the page suggests the address with the most peers as the VIP; a click takes it
+  await page.waitForSelector('#suggest button[data-vip]');
+  expect(await page.getAttribute('#suggest button[data-vip]', 'data-vip')).toBe(c.form.vip);
+  await page.fill('#vip', '192.0.2.1');
+  await page.click('#suggest button[data-vip]');
+  expect(await page.inputValue('#vip')).toBe(c.form.vip);
   await page.fill('#ports', c.form.ports ?? '');
   await page.fill('#rtsp-ports', c.form.rtspPorts ?? '554');
   await page.selectOption('#method', c.form.method);

@@ -7,6 +7,7 @@ import { ABI_VERSION } from '../../host/wasm.js';
 import { putFile, removeFile } from '../shims/fs.js';
 import { runCapture, type RunResult, type SessionRow } from './run.js';
 import { comparePolicies, type PolicyRow } from './policies.js';
+import { scanCapture } from './scan.js';
 import { drawChart, PALETTE } from './chart.js';
 
 declare const __ENGINE_WASM_B64__: string;
@@ -120,6 +121,24 @@ async function setCapture(file: File): Promise<void> {
   $('capture-name').textContent = `${file.name} — ${fmt(bytes.length)} bytes, ${kind}`;
   $('drop').classList.add('loaded');
   updateRunButton();
+  renderSuggestions(path);
+}
+
+/** The addresses with the most peers (servers: VIP candidates); a click makes one the VIP. */
+function renderSuggestions(path: string): void {
+  const box = $('suggest');
+  try {
+    const c = scanCapture(path);
+    box.innerHTML = c.length ? `<div class="muted">Servers in this capture (most peers), click for the VIP:</div>` + c.map((x) =>
+      `<button type="button" class="chip" data-vip="${esc(x.address)}">${esc(x.address)}</button> <span class="muted">${fmt(x.peers)} peers, ${fmt(x.packets)} pkts${
+        x.ports.length ? `; ${x.ports.map((p) => `${p.proto}/${p.port}`).join(', ')}` : ''}</span>`).join('<br>') : '';
+  } catch (e) {
+    box.textContent = (e as Error).message;
+  }
+  box.querySelectorAll<HTMLButtonElement>('button[data-vip]').forEach((btn) => btn.addEventListener('click', () => {
+    $<HTMLInputElement>('vip').value = btn.dataset.vip!;
+    syncJson();
+  }));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -225,10 +244,10 @@ function renderSessions(sessions: SessionRow[], rep: RunResult['report']): void 
     return `<tr data-session="${esc(s.id)}"><td class="mono">${esc(s.id)}</td><td>${esc(s.client)}</td><td data-k="session.${esc(s.id)}.backend">${esc(s.backend)}</td>
       <td>${s.control.map((f) => `<div>${flowText(f)}</div>`).join('')}</td>
       <td>${s.media.map((f) => `<div>${flowText(f)}</div>`).join('')}</td>
-      ${cell(`session.${s.id}.packets`, fmt(packets))}<td class="${whole ? 'ok' : 'bad'}">${whole ? 'one backend' : 'split'}</td><td>${esc(s.endReason)}</td></tr>`;
+      ${cell(`session.${s.id}.packets`, fmt(packets))}<td><span class="${whole ? 'ok' : 'bad'}">${whole ? 'whole' : 'split'}</span><br><span class="muted">${esc(s.endReason || 'open')}</span></td></tr>`;
   });
   $('sessions-table').querySelector('tbody')!.innerHTML = body.join('') ||
-    '<tr><td colspan="8" class="muted">No RTSP session: set the policy to session and the VIP\'s RTSP ports to see them.</td></tr>';
+    '<tr><td colspan="7" class="muted">No RTSP session: set the policy to session and the VIP\'s RTSP ports to see them.</td></tr>';
 }
 
 async function run(): Promise<void> {
