@@ -8,7 +8,7 @@
 // this bundle only, by small browser implementations in ui/shims/ (an in-memory read-only fs for
 // the dropped capture, path, url, isIP, and the few Buffer uses); Node keeps the real modules.
 import { build } from 'esbuild';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -49,5 +49,8 @@ const html = readFileSync(join(root, 'ui', 'index.html'), 'utf8');
 const page = html.replace('<!--SCRIPT-->', () => `<script>${js}</script>`);
 if (page === html) throw new Error('ui/index.html has no <!--SCRIPT--> placeholder');
 mkdirSync(join(root, 'dist', 'ui'), { recursive: true });
-writeFileSync(join(root, 'dist', 'ui', 'index.html'), page);
+// Written aside and renamed into place, so a reader (a test, the server) never sees half a page.
+const tmp = join(root, 'dist', 'ui', `.index.html.${process.pid}`);
+writeFileSync(tmp, page);
+renameSync(tmp, join(root, 'dist', 'ui', 'index.html'));
 console.log(`dist/ui/index.html: ${page.length} bytes (engine ${wasm.length} bytes inlined) in ${Date.now() - t0} ms`);
