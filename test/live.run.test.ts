@@ -415,10 +415,13 @@ print(s.recv(100).split(b'\\r\\n')[0].decode())
           { name: 'slbt-tc', role: 'client', addresses: ['10.99.1.1'] },
           { name: 'slbt-ts', role: 'server', addresses: ['10.99.2.1'] },
         ],
+        // The client itself as the "gateway": replies go to the MAC sessionlb resolves for it.
+        gateway: { address: '10.99.1.10' },
         neighbor: { retryMs: 300 },
       },
     }, 'admission');
     await lb.waitLog(/"backend state".*"b1".*"to":"active"/);
+    expect(JSON.parse(await lb.waitLog(/"gateway resolved"/)).mac).toBe(macOf('slbt-c'));
     const r = sh(ns('slbt-c', process.execPath, '-e', RTSP_CLIENT_JS, '10.99.100.2', '554'), { timeout: 20_000 });
     expect(r.err).toBe('');
     expect(r.out.trim().split('\n')).toEqual([
