@@ -3,7 +3,8 @@
 // by the Node host like fixtures/vectors (NAT, Maglev over three backends, generated TCP/UDP flows),
 // and each runtime's outputs are checked against it before it is timed. The figure is packets over
 // the time spent inside process() calls (the interpreter: its run time minus that of the same run
-// without process() calls), summed over repeated runs of the vector, each with a fresh instance.
+// without process() calls) over repeated runs of the vector, each with a fresh instance after one
+// untimed warm-up run; three rounds over all runtimes in turn, the median round reported.
 //
 //   tsx bench/runtimes.ts [--quick]          prints the table; npm run bench puts it in RESULTS.md
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -44,11 +45,12 @@ function sameAsExpected(vector: string, out: string): boolean {
 }
 
 /** Measures every available runtime on one generated vector; `work` is a scratch folder. */
-export async function runtimesBench(opts: { quick: boolean; work: string; log?: (s: string) => void }): Promise<{ packets: number; rows: RuntimeRow[] }> {
+export async function runtimesBench(opts: { quick: boolean; work: string; log?: (s: string) => void }): Promise<{ packets: number; rounds: number; rows: RuntimeRow[] }> {
   const log = opts.log ?? ((s: string) => process.stderr.write(s + '\n'));
   const packets = opts.quick ? 5_000 : 20_000;
   const fast = opts.quick ? 5 : 25; // runs of the vector for the compiled runtimes
   const slow = opts.quick ? 1 : 3; // for the interpreter
+  const rounds = opts.quick ? 1 : 3;
   const work = join(opts.work, 'runtimes');
   rmSync(work, { recursive: true, force: true });
   mkdirSync(work, { recursive: true });
@@ -69,44 +71,57 @@ export async function runtimesBench(opts: { quick: boolean; work: string; log?: 
   const simd = join(root, 'build', 'sessionlb.wasm');
   const nosimd = join(root, 'build', 'sessionlb-nosimd.wasm');
   const runMjs = join(root, 'portable', 'js', 'run.mjs');
-  const rows: RuntimeRow[] = [];
-  const measure = (runtime: string, build: string, cmd: string, args: string[], benchArgs: string[], note: string) => {
-    const out = join(work, `out-${runtime}-${build}`.replace(/[^a-z0-9-]/gi, '_'));
-    const check = spawnSync(cmd, [...args, out], { encoding: 'utf8' });
-    if (check.status !== 0 || !sameAsExpected(vector, out)) {
-      log(`runtimes: ${runtime} (${build}) did not reproduce the vector: ${check.stderr}`);
-      rows.push({ runtime, build, packets: 0, seconds: 0, pps: NaN, note: 'outputs differ: not timed' });
-      return;
-    }
-    log(`runtimes: timing ${runtime} (${build})`);
-    const r = JSON.parse(execFileSync(cmd, [...args, ...benchArgs], { encoding: 'utf8' }).trim().split('\n').pop()!);
-    rows.push({ runtime, build, packets: r.packets, seconds: r.seconds, pps: r.packets / r.seconds, note });
-  };
+  interface Job { runtime: string; build: string; cmd: string; args: string[]; bench: string[]; note: string; pps: number[]; packets: number; seconds: number; ok: boolean }
+  const jobs: Job[] = [];
+  const add = (runtime: string, build: string, cmd: string, args: string[], bench: string[], note: string) =>
+    jobs.push({ runtime, build, cmd, args, bench, note, pps: [], packets: 0, seconds: 0, ok: true });
 
-  measure('Node ' + process.version, 'SIMD', process.execPath, [runMjs, simd, vector], ['--bench', String(fast)], 'V8; portable/js/run.mjs');
-  measure('Node ' + process.version, 'no SIMD', process.execPath, [runMjs, nosimd, vector], ['--bench', String(fast)], 'V8');
+  add('Node ' + process.version, 'SIMD', process.execPath, [runMjs, simd, vector], ['--bench', String(fast)], 'V8; portable/js/run.mjs');
+  add('Node ' + process.version, 'no SIMD', process.execPath, [runMjs, nosimd, vector], ['--bench', String(fast)], 'V8');
   const bun = bunBinary();
   if (bun) {
     const v = execFileSync(bun, ['--version'], { encoding: 'utf8' }).trim();
-    measure(`Bun ${v}`, 'SIMD', bun, [runMjs, simd, vector], ['--bench', String(fast)], 'JavaScriptCore; the same run.mjs');
+    add(`Bun ${v}`, 'SIMD', bun, [runMjs, simd, vector], ['--bench', String(fast)], 'JavaScriptCore; the same run.mjs');
   } else log('runtimes: no Bun binary (npm ci installs the bun devDependency)');
   if (existsSync('/usr/bin/wasm2c') && existsSync('/usr/bin/gcc')) {
     const cdir = join(work, 'c');
     execFileSync('bash', [join(root, 'portable', 'c', 'build.sh'), cdir, nosimd, '-O2'], { stdio: 'pipe' });
     const gcc = execFileSync('gcc', ['-dumpfullversion'], { encoding: 'utf8' }).trim();
-    measure('wasm2c + gcc -O2', 'no SIMD', join(cdir, 'harness'), [vector], ['--bench', String(fast)], `wabt ${execFileSync('wasm2c', ['--version'], { encoding: 'utf8' }).trim()}, gcc ${gcc}; portable/c/harness.c`);
+    add('wasm2c + gcc -O2', 'no SIMD', join(cdir, 'harness'), [vector], ['--bench', String(fast)], `wabt ${execFileSync('wasm2c', ['--version'], { encoding: 'utf8' }).trim()}, gcc ${gcc}; portable/c/harness.c`);
   } else log('runtimes: wasm2c or gcc missing');
   if (existsSync('/usr/bin/spectest-interp') && existsSync('/usr/bin/wat2wasm')) {
-    measure('wabt interpreter (spectest-interp)', 'SIMD', process.execPath, [join(root, 'portable', 'interp', 'spectest.mjs'), simd, vector], ['--bench', String(slow)],
+    add('wabt interpreter (spectest-interp)', 'SIMD', process.execPath, [join(root, 'portable', 'interp', 'spectest.mjs'), simd, vector], ['--bench', String(slow)],
       'run time with process() minus without; portable/interp/spectest.mjs');
   } else log('runtimes: spectest-interp or wat2wasm missing');
-  return { packets, rows };
+
+  // Outputs first: a runtime that does not reproduce the vector is not timed.
+  for (const j of jobs) {
+    const out = join(work, `out-${j.runtime}-${j.build}`.replace(/[^a-z0-9-]/gi, '_'));
+    const check = spawnSync(j.cmd, [...j.args, out], { encoding: 'utf8' });
+    j.ok = check.status === 0 && sameAsExpected(vector, out);
+    if (!j.ok) log(`runtimes: ${j.runtime} (${j.build}) did not reproduce the vector: ${check.stderr}`);
+  }
+  // Rounds over all runtimes in turn, so a change in the shared machine's load hits them alike;
+  // each runtime's figure is its median round.
+  for (let round = 0; round < rounds; round++) {
+    for (const j of jobs.filter((x) => x.ok)) {
+      log(`runtimes: round ${round + 1}/${rounds}, ${j.runtime} (${j.build})`);
+      const r = JSON.parse(execFileSync(j.cmd, [...j.args, ...j.bench], { encoding: 'utf8' }).trim().split('\n').pop()!);
+      j.pps.push(r.packets / r.seconds);
+      j.packets += r.packets;
+      j.seconds += r.seconds;
+    }
+  }
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+  const rows: RuntimeRow[] = jobs.map((j) => ({ runtime: j.runtime, build: j.build, packets: j.packets, seconds: j.seconds,
+    pps: j.ok ? median(j.pps) : NaN, note: j.ok ? j.note : 'outputs differ: not timed' }));
+  return { packets, rounds, rows };
 }
 
-export function runtimesTable(r: { packets: number; rows: RuntimeRow[] }): { title: string; header: string[]; body: string[][] } {
+export function runtimesTable(r: { packets: number; rounds: number; rows: RuntimeRow[] }): { title: string; header: string[]; body: string[][] } {
   const node = r.rows.find((x) => x.runtime.startsWith('Node') && x.build === 'SIMD')?.pps ?? NaN;
   return {
-    title: `Runtimes: the same ${r.packets.toLocaleString('en-US')}-packet vector (NAT, Maglev, 3 backends), outputs checked byte for byte, packets/s inside process()`,
+    title: `Runtimes: the same ${r.packets.toLocaleString('en-US')}-packet vector (NAT, Maglev, 3 backends), outputs checked byte for byte, packets/s inside process(), median of ${r.rounds} rounds`,
     header: ['runtime', 'module', 'packets timed', 'packets/s', 'ratio to Node', 'note'],
     body: r.rows.map((x) => [x.runtime, x.build, x.packets.toLocaleString('en-US'), Number.isFinite(x.pps) ? Math.round(x.pps).toLocaleString('en-US') : '-',
       Number.isFinite(x.pps) ? `${(x.pps / node).toFixed(2)}x` : '-', x.note]),
