@@ -74,6 +74,8 @@ export interface LiveBackend {
   removed: boolean;
   engineState: BackendState;
   maxSessions: number;
+  /** The engine's stats of this index when the backend got it (a reused slot): subtracted in metrics. */
+  base?: ReturnType<Engine['backendStats']>;
 }
 
 export interface LiveOptions {
@@ -165,6 +167,8 @@ export class LiveBalancer {
   reloads = 0;
   reloadFailures = 0;
   private expireBuckets: number;
+  /** Per VIP: its first engine index and how many it has (backends at start + backendSlack). */
+  private readonly vipSlots: [number, number][] = [];
   readonly slow: Record<string, number> = {
     'arp-replies': 0, 'nd-replies': 0, 'echo-replies': 0, 'too-big-sent': 0, 'too-big-dropped': 0,
     'admission-rst': 0, 'admission-icmp': 0, 'admission-silent': 0, 'admission-rate-limited': 0,
@@ -213,6 +217,7 @@ export class LiveBalancer {
           servicePort: servicePort(v, check, `vips[${vi}].healthCheck`), removed: false, engineState: 'down', maxSessions: b.maxSessions,
         });
       });
+      this.vipSlots.push([first, v.backends.length + slack]);
       first += v.backends.length + slack;
     });
     // Health check and ARP traffic from the kernel may use the pcap mirror directory too.
@@ -585,18 +590,14 @@ export class LiveBalancer {
         if (old && old.address === b.address) keep.set(b.id, { b, bi });
         else adds.push({ b, bi });
       });
-      const slots = this.backends.filter((x) => x.vip === vi).length;
-      const free = v.backends.length + slack - slots; // never reuse a tombstone's index within a process's life
-      const freeSpare = (cur.vips[vi].backends.length + slack) - slots;
-      void free;
-      if (adds.length > freeSpare) throw new ConfigError(`vips[${vi}].backends`, `${adds.length} new backends but only ${freeSpare} spare slots (live.backendSlack ${slack}): needs a restart`);
+      const free = this.freeSlots(vi).length;
+      if (adds.length > free) throw new ConfigError(`vips[${vi}].backends`, `${adds.length} new backends but only ${free} free slots (live.backendSlack ${slack} per VIP; a removed backend's slot is free again once its flows and sessions are gone): needs a restart`);
       plan.push({ vi, adds, keep });
     });
     const out = { added: [] as string[], removed: [] as string[], changed: [] as string[] };
     for (const { vi, adds, keep } of plan) {
       const v = next.vips[vi];
-      let firstIdx = 0;
-      for (let k = 0; k < vi; k++) firstIdx += cur.vips[k].backends.length + slack;
+      const free = this.freeSlots(vi);
       for (const b of this.backends.filter((x) => x.vip === vi && !x.removed)) {
         const k = keep.get(b.id);
         if (!k) {
@@ -623,13 +624,18 @@ export class LiveBalancer {
         this.pushBackend(b);
         out.changed.push(b.id);
       }
-      const used = this.backends.filter((x) => x.vip === vi).length;
       adds.forEach(({ b, bi }, k) => {
+        const index = free[k];
+        // A reused tombstone's record goes; the engine's stats of the slot become the new
+        // backend's baseline, so its counters start at zero.
+        const old = this.backends.findIndex((x) => x.index === index);
+        if (old >= 0) this.backends.splice(old, 1);
+        const base = old >= 0 ? this.engine.backendStats(index) : undefined;
         const check = healthOf(v, b, vi, bi);
         const lb: LiveBackend = {
-          id: b.id, vip: vi, index: firstIdx + used + k, address: b.address, admin: b.state, weight: b.weight,
+          id: b.id, vip: vi, index, address: b.address, admin: b.state, weight: b.weight,
           staticMac: b.macGiven ? b.mac : null, mac: null, health: check ? check.initial : 'up', check,
-          servicePort: servicePort(v, check, `vips[${vi}].healthCheck`), removed: false, engineState: 'down', maxSessions: b.maxSessions,
+          servicePort: servicePort(v, check, `vips[${vi}].healthCheck`), removed: false, engineState: 'down', maxSessions: b.maxSessions, base,
         };
         // The spare's placeholder id becomes the backend's (its ring name).
         this.engine.backends[lb.index].id = lb.id;
@@ -654,6 +660,24 @@ export class LiveBalancer {
     return out;
   }
 
+  /**
+   * Engine indices VIP vi can give a new backend: spares never used, then tombstones (removed
+   * backends) with no live flow and no session left (a flow still pointing at a slot must not
+   * silently move to another server).
+   */
+  private freeSlots(vi: number): number[] {
+    const [first, cap] = this.vipSlots[vi];
+    const byIndex = new Map(this.backends.map((b) => [b.index, b]));
+    const spare: number[] = [];
+    const tomb: number[] = [];
+    for (let j = first; j < first + cap; j++) {
+      const b = byIndex.get(j);
+      if (!b) spare.push(j);
+      else if (b.removed && this.backendRecord(j, 32) === 0 && this.backendRecord(j, 40) === 0) tomb.push(j);
+    }
+    return [...spare, ...tomb];
+  }
+
   /** What host/live/metrics.ts renders. */
   snapshot(): LiveSnapshot {
     const e = this.engine;
@@ -666,6 +690,7 @@ export class LiveBalancer {
       configReloadFailures: this.reloadFailures,
       backends: this.backends.filter((b) => !b.removed).map((b) => {
         const s = e.backendStats(b.index);
+        if (b.base) for (const k of Object.keys(s) as (keyof typeof s)[]) s[k] -= b.base[k];
         const h = hs.get(b.id);
         return {
           id: b.id, vip: this.config.vips[b.vip].address, health: h ? b.health : null, state: b.engineState, weight: b.weight,
