@@ -8,9 +8,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LabSummary } from '../host/lab/lab.js';
-import { countBy, httpBackends, labDown, labUnsupported, labUp, nsRun, run, runCli } from './helpers/lab.js';
+import { countBy, httpBackends, labDown, labUnsupported, labUp, nsRun, run, runCli, testPrefix } from './helpers/lab.js';
 
-const PREFIX = 'slbk-';
+const PREFIX = testPrefix('k');
 const why = labUnsupported();
 if (why) console.warn(`lab.kernel tests skipped: ${why}`);
 

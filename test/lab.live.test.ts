@@ -18,7 +18,6 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LabSummary } from '../host/lab/lab.js';
 import {
-  Capture,
   countBy,
   httpBackends,
   labDown,
@@ -26,21 +25,23 @@ import {
   labUp,
   nsRun,
   nsPids,
+  nonZero,
   nsRunAsync,
   readLabLog,
   ROOT,
   rtspClient,
+  rtspSessionsWithCaptures,
   sleep,
-  tsharkFields,
+  testPrefix,
 } from './helpers/lab.js';
 
-const PREFIX = 'slbn-';
+const PREFIX = testPrefix('n');
 const VIP = '10.88.0.100';
 const RTSP_URL = `rtsp://${VIP}:8554/test`;
 const why = labUnsupported({ tap: true });
 if (why) console.warn(`lab.live tests skipped: ${why}`);
 
-const OUT = join(ROOT, 'test-output', 'lab-live');
+const OUT = join(ROOT, 'test-output', 'lab', PREFIX.slice(0, -1));
 
 /** Which backend holds an established RTSP control connection from `from` (the address it sees), or null. */
 function rtspBackendOf(lab: LabSummary, from: string): string[] {
@@ -78,7 +79,10 @@ describe.skipIf(!!why)('sessionlb live NAT in the lab', () => {
     labDown(PREFIX);
     lab = labUp(['--method', 'nat', '--prefix', PREFIX]);
   });
-  afterAll(() => labDown(PREFIX));
+  afterAll(() => {
+    labDown(PREFIX);
+    rmSync(OUT, { recursive: true, force: true });
+  });
 
   it('runs sessionlb in the lb namespace on its two TAPs', () => {
     expect(lab.sessionlb).not.toBeNull();
@@ -107,35 +111,20 @@ describe.skipIf(!!why)('sessionlb live NAT in the lab', () => {
   });
 
   it('RTSP over UDP: the clients receive media, and each session is whole on one backend (backend captures, tshark)', async () => {
-    const caps = lab.backends.map((b) => new Capture(b.ns, 'eth0', join(OUT, `rtsp-${b.id}.pcap`), 'tcp port 8554 or udp'));
-    await Promise.all(caps.map((c) => c.ready()));
     const clients = [lab.clients[0], lab.clients[2]]; // c1, and c3 behind the NAT box
-    const res = await Promise.all(clients.map((c) => rtspClient(c.ns, RTSP_URL, 3)));
-    await sleep(300);
-    await Promise.all(caps.map((c) => c.stop()));
-    clients.forEach((c, i) => {
-      const r = res[i];
-      expect(r.code, `${c.id}: ${r.stderr.slice(-600)}`).toBe(0);
-      expect(r.frames, c.id).toBeGreaterThanOrEqual(50); // 3 s of 25 fps
-      expect(r.missed, c.id).toBe(0);
-    });
-    for (const c of clients) {
-      const per = lab.backends.map((b, k) => ({ id: b.id, addr: b.address, file: caps[k].file, n: tsharkFields(caps[k].file, `ip.addr == ${c.seenAs}`, ['frame.number']).length }));
-      const holders = per.filter((p) => p.n > 0);
-      expect(holders.map((h) => h.id), `${c.id}: packets per backend ${JSON.stringify(per.map((p) => [p.id, p.n]))}`).toHaveLength(1);
-      const h = holders[0];
-      const setups = tsharkFields(h.file, `ip.src == ${c.seenAs} && rtsp.method == "SETUP"`, ['rtsp.transport']);
-      expect(setups.length, c.id).toBeGreaterThanOrEqual(1);
-      // RTP from the backend to the client's ports, and the client's RTCP/punch packets to the backend.
-      const toClient = tsharkFields(h.file, `udp && ip.src == ${h.addr} && ip.dst == ${c.seenAs}`, ['udp.srcport', 'udp.dstport']);
-      const fromClient = tsharkFields(h.file, `udp && ip.src == ${c.seenAs} && ip.dst == ${h.addr}`, ['udp.srcport', 'udp.dstport']);
-      expect(toClient.length, c.id).toBeGreaterThanOrEqual(50);
-      expect(fromClient.length, c.id).toBeGreaterThanOrEqual(1);
-      // The server's ports those UDP flows use are the ones its SETUP reply announced.
-      const replies = tsharkFields(h.file, `ip.dst == ${c.seenAs} && rtsp.transport`, ['rtsp.transport']).map((x) => x[0]);
-      const serverPorts = new Set(replies.flatMap((t) => [...t.matchAll(/server_port=(\d+)-(\d+)/g)].flatMap((m) => [m[1], m[2]])));
-      expect(serverPorts.size, replies.join(' / ')).toBeGreaterThanOrEqual(2);
-      for (const [sp] of toClient) expect(serverPorts.has(sp), `RTP from port ${sp}`).toBe(true);
+    const views = await rtspSessionsWithCaptures(lab, clients, RTSP_URL, 3, OUT);
+    for (const v of views) {
+      const r = v.result;
+      expect(r.code, `${v.client}: ${r.stderr.slice(-600)}`).toBe(0);
+      expect(r.frames, v.client).toBeGreaterThanOrEqual(50); // 3 s of 25 fps
+      expect(r.missed, v.client).toBe(0);
+      // Every packet of the session, control and media, both directions, in one backend's capture.
+      expect(nonZero(v.all), `${v.client}: ${JSON.stringify(v)}`.slice(0, 800)).toEqual([v.holder]);
+      expect(v.setups, v.client).toBeGreaterThanOrEqual(1);
+      expect(v.udpToClient[v.holder!], v.client).toBeGreaterThanOrEqual(50); // RTP (+ RTCP SR)
+      expect(v.udpFromClient[v.holder!], v.client).toBeGreaterThanOrEqual(1); // NAT punch, RTCP RR
+      expect(v.serverPorts.length).toBeGreaterThanOrEqual(2);
+      for (const p of v.rtpSourcePorts) expect(v.serverPorts, `RTP from port ${p}`).toContain(p);
     }
   });
 

@@ -98,9 +98,9 @@ export function namespaces(t: Topology): string[] {
   return [t.router, t.lb, t.nat.ns, ...t.clients.map((c) => c.ns), ...t.backends.map((b) => b.ns)];
 }
 
-const PREFIX_RE = /^[a-z][a-z0-9]{0,6}-$/;
+const PREFIX_RE = /^[a-z][a-z0-9]{0,11}-$/;
 export function checkPrefix(p: string): string | null {
-  return PREFIX_RE.test(p) ? null : `prefix "${p}" must be 1-7 lowercase letters or digits (starting with a letter) followed by "-"`;
+  return PREFIX_RE.test(p) ? null : `prefix "${p}" must be 1-12 lowercase letters or digits (starting with a letter) followed by "-"`;
 }
 
 /** sysctl writes run inside a namespace (one `ip netns exec` per namespace). */
@@ -187,7 +187,9 @@ NFT`);
     if (method === 'dr') {
       for (const v of t.vips) ip(b.ns, `addr add ${v}/32 dev lo`);
       L.push(sysctls(b.ns, [['net.ipv4.conf.all.arp_ignore', 1], ['net.ipv4.conf.all.arp_announce', 2], ['net.ipv4.conf.eth0.arp_ignore', 1], ['net.ipv4.conf.eth0.arp_announce', 2]]));
-      ip(b.ns, `route add default via ${ROUTER_SERVER}`);
+      // Unbound sockets (the RTSP server's RTP) send from the service VIP, as the clients expect
+      // (a client behind NAT only lets in media from the address it sent its punch packets to).
+      ip(b.ns, `route add default via ${ROUTER_SERVER} src ${t.vips[0]}`);
     } else {
       ip(b.ns, `route add default via ${LB_SERVER_GW}`);
     }

@@ -35,6 +35,23 @@ export function labUnsupported(opts: { tap?: boolean } = {}): string | null {
   return null;
 }
 
+/**
+ * A namespace prefix of this test process's own (`t<tag><pid>-`), so two runs of the suite at once
+ * (or two test files) never touch each other's labs. Labs left by test processes that no longer
+ * exist (a crashed run) are removed first.
+ */
+export function testPrefix(tag: string): string {
+  const seen = new Set<string>();
+  for (const line of run(['ip', 'netns', 'list']).stdout.split('\n')) {
+    const m = line.match(/^(t[a-z](\d+)-)/);
+    if (m && !seen.has(m[1]) && !alive(Number(m[2]))) {
+      seen.add(m[1]);
+      labDown(m[1]);
+    }
+  }
+  return `t${tag}${process.pid}-`;
+}
+
 export function labUp(args: string[]): LabSummary {
   const r = runCli(['lab', 'up', '--json', ...args], { timeoutMs: 60_000 });
   if (r.code !== 0) throw new Error(`lab up ${args.join(' ')} failed (exit ${r.code}):\n${r.stderr}`);
@@ -83,7 +100,7 @@ export function countBy<T extends string>(xs: T[]): Record<string, number> {
 export class Capture {
   readonly pid: number;
   constructor(readonly ns: string, readonly iface: string, readonly file: string, filter: string) {
-    this.pid = startDetached(ns, ['tcpdump', '-i', iface, '-s', '0', '-U', '--immediate-mode', '-n', '-w', file, filter], `${file}.log`);
+    this.pid = startDetached(ns, ['tcpdump', '-i', iface, '-s', '0', '-B', '8192', '-U', '--immediate-mode', '-n', '-w', file, filter], `${file}.log`);
   }
   /** Waits until tcpdump says it is listening. */
   async ready(timeoutMs = 5000): Promise<void> {
@@ -95,7 +112,12 @@ export class Capture {
     }
     throw new Error(`tcpdump in ${this.ns} not listening after ${timeoutMs} ms`);
   }
-  async stop(): Promise<void> {
+  /**
+   * Stops tcpdump a second after the traffic (so it has read everything queued; a capture stopped at
+   * once loses its end) and returns how many packets the kernel dropped for it (its own count).
+   */
+  async stop(settleMs = 1000): Promise<number> {
+    await sleep(settleMs);
     try {
       process.kill(this.pid, 'SIGINT');
     } catch {
@@ -104,6 +126,8 @@ export class Capture {
     const deadline = Date.now() + 3000;
     while (Date.now() < deadline && alive(this.pid)) await sleep(25);
     await stopPids([this.pid], 100);
+    const m = readFileSync(`${this.file}.log`, 'utf8').match(/(\d+) packets? dropped by kernel/);
+    return m ? Number(m[1]) : -1;
   }
 }
 
@@ -143,3 +167,69 @@ export function readLabLog(s: LabSummary): string {
 
 export { nsPids, nsRun, nsRunAsync, run, sleep, alive };
 export const CLI_PATH = CLI;
+
+/** What each backend's capture holds of one client's RTSP session. */
+export interface SessionView {
+  client: string;
+  result: Awaited<ReturnType<typeof rtspClient>>;
+  /** Packets to or from the client's address (as the backends see it), per backend id. */
+  all: Record<string, number>;
+  control: Record<string, number>; // TCP port 8554
+  udpToClient: Record<string, number>;
+  udpFromClient: Record<string, number>;
+  /** The backend holding the control connection (null if none or several). */
+  holder: string | null;
+  setups: number; // the client's SETUP requests in the holder's capture
+  /** Source ports of UDP from the holder to the client, and the server ports its SETUP replies announced. */
+  rtpSourcePorts: string[];
+  serverPorts: string[];
+}
+
+/**
+ * Plays one RTSP-over-UDP session per client at once (ffmpeg, `seconds` of media) while tcpdump
+ * captures every backend's eth0, then reads the captures with tshark: per backend, the client's
+ * packets (all, control, UDP each way), the SETUPs, the server ports the SETUP replies announced.
+ * The caller asserts on the views.
+ */
+export async function rtspSessionsWithCaptures(lab: LabSummary, clients: LabSummary['clients'], url: string, seconds: number, dir: string): Promise<SessionView[]> {
+  const caps = lab.backends.map((b) => new Capture(b.ns, 'eth0', join(dir, `rtsp-${b.id}.pcap`), 'tcp port 8554 or udp'));
+  await Promise.all(caps.map((c) => c.ready()));
+  const results = await Promise.all(clients.map((c) => rtspClient(c.ns, url, seconds)));
+  const dropped = await Promise.all(caps.map((c) => c.stop()));
+  if (dropped.some((d) => d !== 0)) throw new Error(`tcpdump lost packets (dropped by kernel per backend: ${dropped.join(', ')}); the captures cannot be judged`);
+  // One tshark pass per capture; the per-client figures are computed from its rows.
+  interface Pkt { src: string; dst: string; tcp: boolean; udp: boolean; sport: string; method: string; transport: string }
+  const pkts: Pkt[][] = caps.map((cap) =>
+    tsharkFields(cap.file, 'ip', ['ip.src', 'ip.dst', 'tcp.srcport', 'tcp.dstport', 'udp.srcport', 'rtsp.method', 'rtsp.transport']).map((f) => ({
+      src: f[0], dst: f[1], tcp: f[2] !== '', udp: f[4] !== '', sport: f[2] || f[4], method: f[5] ?? '', transport: f[6] ?? '',
+    })),
+  );
+  return clients.map((c, i) => {
+    const a = c.seenAs;
+    const count = (pred: (p: Pkt) => boolean) => {
+      const o: Record<string, number> = {};
+      lab.backends.forEach((b, k) => (o[b.id] = pkts[k].filter(pred).length));
+      return o;
+    };
+    const mine = (p: Pkt) => p.src === a || p.dst === a;
+    const control = count((p) => mine(p) && p.tcp);
+    const holders = lab.backends.filter((b) => control[b.id] > 0);
+    const v: SessionView = {
+      client: c.id, result: results[i], all: count(mine), control,
+      udpToClient: count((p) => p.udp && p.dst === a), udpFromClient: count((p) => p.udp && p.src === a),
+      holder: holders.length === 1 ? holders[0].id : null, setups: 0, rtpSourcePorts: [], serverPorts: [],
+    };
+    if (!v.holder) return v;
+    const hp = pkts[lab.backends.findIndex((b) => b.id === v.holder)];
+    v.setups = hp.filter((p) => p.src === a && p.method.split(',').includes('SETUP')).length;
+    v.rtpSourcePorts = [...new Set(hp.filter((p) => p.udp && p.dst === a).map((p) => p.sport))];
+    const replies = hp.filter((p) => p.dst === a && p.transport).map((p) => p.transport);
+    v.serverPorts = [...new Set(replies.flatMap((t) => [...t.matchAll(/server_port=(\d+)-(\d+)/g)].flatMap((m) => [m[1], m[2]])))];
+    return v;
+  });
+}
+
+/** Backends with a non-zero count. */
+export function nonZero(o: Record<string, number>): string[] {
+  return Object.keys(o).filter((k) => o[k] > 0);
+}
