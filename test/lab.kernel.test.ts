@@ -66,6 +66,11 @@ describe.skipIf(!!why)('lab (method kernel)', () => {
       // numgen random: each backend's share is Binomial(60, 1/3) (mean 20, sd 3.7); 8 is 3.3 sd below.
       for (const b of lab.backends) expect(by[b.id] ?? 0, `${c.id}: ${JSON.stringify(by)}`).toBeGreaterThanOrEqual(8);
     }
+    // The kernel tracked them: conntrack in the lb namespace holds entries from the VIP's clients
+    // whose reply direction comes from each backend (DNAT).
+    const ct = nsRun(lab.lb.ns, ['conntrack', '-L', '-p', 'tcp', '--orig-dst', '10.88.0.100']);
+    expect(ct.code, ct.stderr).toBe(0);
+    for (const b of lab.backends) expect(ct.stdout).toMatch(new RegExp(`src=${b.address.replace(/\./g, '\\.')} dst=10\\.88\\.1\\.11 sport=80`));
   });
 
   it("backends see each client's own address, and the NAT box's for the clients behind it", () => {
