@@ -284,7 +284,13 @@ export class LiveBalancer {
       }
     });
     this.startHealth();
-    this.timers.push(setInterval(() => this.tick(), 200));
+    this.timers.push(setInterval(() => {
+      try {
+        this.tick();
+      } catch (e) {
+        this.log.error('housekeeping failed', { error: e as Error });
+      }
+    }, 200));
     this.log.info('sessionlb running', {
       interfaces: this.ifaces.map((i) => ({ name: i.tap.name, role: i.cfg.role, addresses: i.cfg.addresses })),
       vips: this.config.vips.map((v) => `${v.address} (${v.method})`), backends: this.backends.length,
