@@ -1,16 +1,22 @@
 // sessionlb TAP I/O: a small N-API addon (C, node_api.h only).
 //
-// open(name, persist, mtu)        -> [fd, name]   /dev/net/tun, IFF_TAP | IFF_NO_PI, non-blocking,
-//                                                 link set up (and its MTU set when mtu > 0)
+// open(name, persist, mtu[, offload]) -> [fd, name]   /dev/net/tun, IFF_TAP | IFF_NO_PI, non-blocking,
+//                                                 link set up (and its MTU set when mtu > 0).
+//     offload: IFF_VNET_HDR with TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6: the kernel hands over TCP
+//     super-frames (GSO, up to 64 KiB) with partial checksums and takes them back. Every read and
+//     write on such a device carries a 10-byte virtio_net_hdr, kept per slot in `hdrs` below.
 // close(fd)
-// readBatch(fd, mem, descPtr, slots, cap, max, port[, mac]) -> n
+// readBatch(fd, mem, descPtr, slots, cap, max, port[, mac[, hdrs]]) -> n
 //     reads up to `max` frames straight into the WebAssembly memory `mem` (an ArrayBuffer): frame i
 //     goes to mem[slots[i]] (at most `cap` bytes) and descriptor i at descPtr + 32 i is filled
 //     (data, caplen, wirelen, port, link 1, tsSec/tsNsec from CLOCK_REALTIME, verdict bytes 0).
 //     With `mac` (6 bytes), unicast frames addressed to another MAC are read and discarded (a
-//     bridge floods unknown unicast to every port). Stops at EAGAIN. One call per batch; no JS object per frame.
-// writeBatch(fd, mem, descPtr, list, n) -> written
-//     writes the frames of descriptors list[0..n-1] (data, caplen from the descriptor).
+//     bridge floods unknown unicast to every port). With offload, frame i's virtio_net_hdr goes to
+//     hdrs[10 i] and a partial checksum (NEEDS_CSUM) is completed here, so the engine sees (and
+//     incrementally updates) a whole checksum. Stops at EAGAIN. One call per batch; no JS object per frame.
+// writeBatch(fd, mem, descPtr, list, n[, hdrs]) -> written
+//     writes the frames of descriptors list[0..n-1] (data, caplen from the descriptor); with
+//     offload, each with the GSO type and size read with it (hdrs[10 list[i]]), checksum complete.
 // writeFrames(fd, mem, offs, lens, n) -> written   frames at mem[offs[i]], lens[i] bytes
 // pollStart(fd, callback) -> handle   libuv uv_poll (readable) calling callback() on the JS thread
 // pollStop(handle)
@@ -22,6 +28,7 @@
 #include <fcntl.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
+#include <linux/virtio_net.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +36,12 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <sys/uio.h>
+
+#define VNET_HDR_LEN 10
+#define MAX_FDS 65536
+static unsigned char g_vnet[MAX_FDS]; // fds opened with offload
 
 static uint64_t g_read_errors, g_write_errors, g_write_again, g_filtered;
 static int g_last_errno;
@@ -110,8 +123,8 @@ static int ifreq_ioctl(const char *name, unsigned long req, struct ifreq *ifr) {
 }
 
 static napi_value js_open(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 4;
+  napi_value argv[4];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   char name[IFNAMSIZ + 1] = {0};
   size_t nlen = 0;
@@ -123,21 +136,40 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
     napi_throw_error(env, "EINVAL", "interface name too long (at most 15 bytes)");
     return NULL;
   }
-  bool persist = false;
+  bool persist = false, offload = false;
   uint32_t mtu = 0;
   if (argc > 1) napi_get_value_bool(env, argv[1], &persist);
   if (argc > 2) get_u32(env, argv[2], &mtu);
+  if (argc > 3) napi_get_value_bool(env, argv[3], &offload);
 
   int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) return throw_errno(env, "open /dev/net/tun", errno);
   struct ifreq ifr;
   memset(&ifr, 0, sizeof ifr);
-  ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (offload ? IFF_VNET_HDR : 0);
   snprintf(ifr.ifr_name, IFNAMSIZ, "%s", name);
+  if (fd >= MAX_FDS) {
+    close(fd);
+    return throw_errno(env, "open /dev/net/tun", EMFILE);
+  }
   if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
     int err = errno;
     close(fd);
     return throw_errno(env, "TUNSETIFF (create or attach the TAP device)", err);
+  }
+  g_vnet[fd] = 0;
+  if (offload) {
+    int hl = VNET_HDR_LEN;
+    if (ioctl(fd, TUNSETVNETHDRSZ, &hl) < 0 || ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6) < 0) {
+      int err = errno;
+      close(fd);
+      return throw_errno(env, "TUNSETOFFLOAD (checksum and TSO offloads)", err);
+    }
+    g_vnet[fd] = 1;
+  } else {
+    // A persistent device keeps the offloads an earlier user set: without the header they would
+    // hand us super-frames and partial checksums, so turn them off.
+    ioctl(fd, TUNSETOFFLOAD, 0);
   }
   if (persist && ioctl(fd, TUNSETPERSIST, 1) < 0) {
     int err = errno;
@@ -183,17 +215,18 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "close(fd)");
     return NULL;
   }
+  if (fd >= 0 && fd < MAX_FDS) g_vnet[fd] = 0;
   close(fd);
   return NULL;
 }
 
 static napi_value js_read_batch(napi_env env, napi_callback_info info) {
-  size_t argc = 8;
-  napi_value argv[8];
+  size_t argc = 9;
+  napi_value argv[9];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int32_t fd;
-  uint8_t *mem, *mac = NULL;
-  size_t memlen, nslots, maclen = 0;
+  uint8_t *mem, *mac = NULL, *hdrs = NULL;
+  size_t memlen, nslots, maclen = 0, hdrlen = 0;
   uint32_t desc, cap, max, port, *slots;
   if (argc < 7 || get_i32(env, argv[0], &fd) || get_buffer(env, argv[1], &mem, &memlen) ||
       get_u32(env, argv[2], &desc) || get_u32_array(env, argv[3], &slots, &nslots) ||
@@ -206,6 +239,13 @@ static napi_value js_read_batch(napi_env env, napi_callback_info info) {
     napi_typeof(env, argv[7], &t);
     if (t != napi_undefined && t != napi_null && (get_buffer(env, argv[7], &mac, &maclen) || maclen < 6)) {
       napi_throw_type_error(env, NULL, "readBatch: mac must be 6 bytes");
+      return NULL;
+    }
+  }
+  int vnet = fd >= 0 && fd < MAX_FDS && g_vnet[fd];
+  if (vnet) {
+    if (argc < 9 || get_buffer(env, argv[8], &hdrs, &hdrlen) || hdrlen < (size_t)max * VNET_HDR_LEN) {
+      napi_throw_type_error(env, NULL, "readBatch: an offload device needs hdrs (10 bytes per slot)");
       return NULL;
     }
   }
@@ -223,7 +263,13 @@ static napi_value js_read_batch(napi_env env, napi_callback_info info) {
       napi_throw_range_error(env, NULL, "readBatch: slot outside memory");
       return NULL;
     }
-    ssize_t r = read(fd, mem + off, cap);
+    ssize_t r;
+    uint8_t *h = vnet ? hdrs + (size_t)n * VNET_HDR_LEN : NULL;
+    if (vnet) {
+      struct iovec iov[2] = {{h, VNET_HDR_LEN}, {mem + off, cap}};
+      r = readv(fd, iov, 2);
+      if (r >= 0) r = r >= VNET_HDR_LEN ? r - VNET_HDR_LEN : 0;
+    } else r = read(fd, mem + off, cap);
     if (r < 0) {
       if (errno == EINTR) continue;
       if (errno != EAGAIN && errno != EWOULDBLOCK) {
@@ -236,6 +282,26 @@ static napi_value js_read_batch(napi_env env, napi_callback_info info) {
     if (mac && r >= 6 && !(mem[off] & 1) && memcmp(mem + off, mac, 6) != 0) {
       g_filtered++;
       continue;
+    }
+    if (h && (h[0] & VIRTIO_NET_HDR_F_NEEDS_CSUM)) {
+      // Complete the partial checksum as skb_checksum_help would: the one's-complement sum from
+      // csum_start to the end (the field holds the pseudo-header sum), folded, stored at +offset.
+      uint16_t cs, co;
+      memcpy(&cs, h + 6, 2);
+      memcpy(&co, h + 8, 2);
+      if ((size_t)cs + co + 2 <= (size_t)r) {
+        const uint8_t *p = mem + off + cs;
+        size_t len = (size_t)r - cs;
+        uint64_t sum = 0;
+        size_t k = 0;
+        for (; k + 1 < len; k += 2) sum += ((uint32_t)p[k] << 8) | p[k + 1];
+        if (k < len) sum += (uint32_t)p[k] << 8;
+        while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+        uint16_t c = (uint16_t)~sum;
+        mem[off + cs + co] = (uint8_t)(c >> 8);
+        mem[off + cs + co + 1] = (uint8_t)c;
+      }
+      h[0] &= (uint8_t)~VIRTIO_NET_HDR_F_NEEDS_CSUM;
     }
     uint8_t *d = mem + desc + (size_t)n * 32;
     uint32_t len = (uint32_t)r;
@@ -257,19 +323,28 @@ static napi_value js_read_batch(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_write_batch(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5];
+  size_t argc = 6;
+  napi_value argv[6];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int32_t fd;
-  uint8_t *mem;
-  size_t memlen, nlist;
+  uint8_t *mem, *hdrs = NULL;
+  size_t memlen, nlist, hdrlen = 0;
   uint32_t desc, n, *list;
   if (argc < 5 || get_i32(env, argv[0], &fd) || get_buffer(env, argv[1], &mem, &memlen) ||
       get_u32(env, argv[2], &desc) || get_u32_array(env, argv[3], &list, &nlist) || get_u32(env, argv[4], &n)) {
-    napi_throw_type_error(env, NULL, "writeBatch(fd, memory, descPtr, list: Uint32Array, n)");
+    napi_throw_type_error(env, NULL, "writeBatch(fd, memory, descPtr, list: Uint32Array, n[, hdrs])");
     return NULL;
   }
   if (n > nlist) n = (uint32_t)nlist;
+  int vnet = fd >= 0 && fd < MAX_FDS && g_vnet[fd];
+  if (vnet && argc > 5) {
+    napi_valuetype t;
+    napi_typeof(env, argv[5], &t);
+    if (t != napi_undefined && t != napi_null && get_buffer(env, argv[5], &hdrs, &hdrlen)) {
+      napi_throw_type_error(env, NULL, "writeBatch: hdrs must be a buffer");
+      return NULL;
+    }
+  }
   uint32_t written = 0;
   for (uint32_t i = 0; i < n; i++) {
     size_t dp = (size_t)desc + (size_t)list[i] * 32;
@@ -279,7 +354,19 @@ static napi_value js_write_batch(napi_env env, napi_callback_info info) {
     memcpy(&len, mem + dp + 4, 4);
     if ((size_t)off + len > memlen) continue;
     ssize_t r;
-    do r = write(fd, mem + off, len); while (r < 0 && errno == EINTR);
+    if (vnet) {
+      // The GSO type and size the frame came with (from another offload device), or none.
+      uint8_t h[VNET_HDR_LEN] = {0};
+      size_t ho = (size_t)list[i] * VNET_HDR_LEN;
+      if (hdrs && ho + VNET_HDR_LEN <= hdrlen) {
+        h[1] = hdrs[ho + 1];
+        memcpy(h + 2, hdrs + ho + 2, 4); // hdr_len, gso_size
+      }
+      struct iovec iov[2] = {{h, VNET_HDR_LEN}, {mem + off, len}};
+      do r = writev(fd, iov, 2); while (r < 0 && errno == EINTR);
+    } else {
+      do r = write(fd, mem + off, len); while (r < 0 && errno == EINTR);
+    }
     if (r < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) g_write_again++;
       else {
@@ -314,7 +401,13 @@ static napi_value js_write_frames(napi_env env, napi_callback_info info) {
   for (uint32_t i = 0; i < n; i++) {
     if ((size_t)offs[i] + lens[i] > memlen) continue;
     ssize_t r;
-    do r = write(fd, mem + offs[i], lens[i]); while (r < 0 && errno == EINTR);
+    if (fd >= 0 && fd < MAX_FDS && g_vnet[fd]) {
+      uint8_t h[VNET_HDR_LEN] = {0};
+      struct iovec iov[2] = {{h, VNET_HDR_LEN}, {mem + offs[i], lens[i]}};
+      do r = writev(fd, iov, 2); while (r < 0 && errno == EINTR);
+    } else {
+      do r = write(fd, mem + offs[i], lens[i]); while (r < 0 && errno == EINTR);
+    }
     if (r < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) g_write_again++;
       else {

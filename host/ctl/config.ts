@@ -95,11 +95,13 @@ export interface LiveConfig {
   /** Spare backend slots reserved per VIP so SIGHUP can add backends without re-initialising. */
   backendSlack: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
+  /** IFF_VNET_HDR with checksum and TSO offloads: TCP super-frames (up to 64 KiB) cross the TAPs whole. */
+  offload: boolean;
 }
 
 function parseLive(raw: unknown, vips: VipConfig[]): LiveConfig {
   if (!isObj(raw)) throw new ConfigError('live', 'must be an object');
-  only(raw, 'live', ['interfaces', 'gateway', 'admission', 'metrics', 'neighbor', 'backendSlack', 'logLevel', 'mtu']);
+  only(raw, 'live', ['interfaces', 'gateway', 'admission', 'metrics', 'neighbor', 'backendSlack', 'logLevel', 'mtu', 'offload']);
   const defMtu = int(raw, 'mtu', 'live.', 1500, 576, 9000);
   if (!Array.isArray(raw.interfaces) || raw.interfaces.length === 0 || raw.interfaces.length > 2) {
     throw new ConfigError('live.interfaces', 'must be an array of 1 or 2 interfaces: {"name", "role": "client"|"server"|"both", "addresses"}');
@@ -160,7 +162,8 @@ function parseLive(raw: unknown, vips: VipConfig[]): LiveConfig {
   for (const v of vips) {
     if (v.method !== 'nat' && v.method !== 'dr') throw new ConfigError('live', `VIP ${v.address}: live mode supports methods "nat" and "dr" (not "${v.method}")`);
   }
-  return { interfaces, gateway, admission, metrics, neighbor, backendSlack, logLevel };
+  if (raw.offload !== undefined && typeof raw.offload !== 'boolean') throw new ConfigError('live.offload', 'must be true or false');
+  return { interfaces, gateway, admission, metrics, neighbor, backendSlack, logLevel, offload: raw.offload === true };
 }
 
 export const DEFAULT_TIMEOUTS: Timeouts = {

@@ -40,6 +40,7 @@ import {
 const DROP_ADMISSION = 9;
 const VERSION = '0.1.0';
 const SLOT_BYTES = 16384;
+const SLOT_BYTES_OFFLOAD = 69632; // headroom + a 64 KiB TCP super-frame + Ethernet and VLAN headers
 
 type Side = 'client' | 'server';
 
@@ -149,6 +150,8 @@ export class LiveBalancer {
   private readonly slots: Uint32Array;
   private readonly cap: number;
   private readonly srvList: Uint32Array;
+  /** Offload: the virtio_net_hdr of each slot's frame (GSO type and size travel to the write). */
+  private readonly hdrs: Uint8Array | null;
   private readonly cliList: Uint32Array;
   private readonly lbMac: Uint8Array;
   private readonly vipSet = new AddressSet();
@@ -183,8 +186,9 @@ export class LiveBalancer {
     this.log = opts.logger ?? createLogger({ level: live.logLevel });
     const slack = live.backendSlack;
     const batch = 256;
+    const slotBytes = live.offload ? SLOT_BYTES_OFFLOAD : SLOT_BYTES;
     this.engine = new Engine(paddedConfig(config, slack), {
-      arenaBytes: Math.max(1 << 20, batch * SLOT_BYTES),
+      arenaBytes: Math.max(1 << 20, batch * slotBytes),
       ioBytes: 0,
       eventMask: (1 << EVENT.FLOW_RESTEERED) | (1 << EVENT.BACKEND_STATE),
     });
@@ -194,8 +198,9 @@ export class LiveBalancer {
     this.mem = this.engine.mem;
     const bs = this.engine.batchSize;
     this.slots = new Uint32Array(bs);
-    for (let i = 0; i < bs; i++) this.slots[i] = this.engine.arenaPtr + i * SLOT_BYTES + this.engine.headroom;
-    this.cap = SLOT_BYTES - this.engine.headroom;
+    for (let i = 0; i < bs; i++) this.slots[i] = this.engine.arenaPtr + i * slotBytes + this.engine.headroom;
+    this.cap = slotBytes - this.engine.headroom;
+    this.hdrs = live.offload ? new Uint8Array(bs * 10) : null;
     this.srvList = new Uint32Array(bs);
     this.cliList = new Uint32Array(bs);
     this.lbMac = macBytes(config.mac);
@@ -225,7 +230,7 @@ export class LiveBalancer {
     // Interfaces.
     live.interfaces.forEach((ic, k) => {
       const sides: Side[] = ic.role === 'both' ? ['client', 'server'] : [ic.role];
-      const tap = Tap.open(ic.name, { persist: ic.persist, mtu: ic.mtu, port: k });
+      const tap = Tap.open(ic.name, { persist: ic.persist, mtu: ic.mtu, port: k, offload: live.offload });
       const owned = new AddressSet(ic.addresses);
       if (sides.includes('client')) for (const v of config.vips) owned.add(v.address);
       const src4 = ic.addresses.find((a) => isIPv4(a));
@@ -400,7 +405,8 @@ export class LiveBalancer {
     const e = this.engine;
     const mem = this.mem;
     const dp = e.descPtr;
-    const n = iface.tap.read(this.memBuf, dp, this.slots, this.cap, e.batchSize, this.lbMac);
+    const hdrs = this.hdrs;
+    const n = iface.tap.read(this.memBuf, dp, this.slots, this.cap, e.batchSize, this.lbMac, hdrs);
     if (n === 0) return 0;
     iface.rxFrames += n;
     iface.rxBatches++;
@@ -416,7 +422,12 @@ export class LiveBalancer {
       rxBytes += dv.getUint32(d + 8, true); // wirelen: the engine changes caplen when it rewrites
       const v = mem[d + 24];
       if (v === VERDICT.BACKEND) {
-        if (dv.getUint32(d + 4, true) > srvMax && this.tooBig(iface, d, srv.cfg.mtu)) continue;
+        if (dv.getUint32(d + 4, true) > srvMax) {
+          // A GSO super-frame (offload) is cut into segments of gso_size by the kernel: it is too
+          // big when its segments are.
+          const gso = hdrs !== null && hdrs[10 * i + 1] !== 0 ? hdrs[10 * i + 4] | (hdrs[10 * i + 5] << 8) : 0;
+          if (this.tooBig(iface, d, srv.cfg.mtu, gso)) continue;
+        }
         this.srvList[ns++] = i;
       } else if (v === VERDICT.CLIENT) {
         if (this.onLink && !this.fixClientMac(d)) continue;
@@ -439,7 +450,7 @@ export class LiveBalancer {
     let bytes = 0;
     for (let k = 0; k < n; k++) bytes += dv.getUint32(dp + 32 * list[k] + 4, true);
     if (iface.pcap) for (let k = 0; k < n; k++) this.mirror(iface, this.mem, dv.getUint32(dp + 32 * list[k], true), dv.getUint32(dp + 32 * list[k] + 4, true));
-    const w = iface.tap.writeDescs(this.memBuf, dp, list, n);
+    const w = iface.tap.writeDescs(this.memBuf, dp, list, n, this.hdrs);
     iface.txFrames += w;
     iface.txBytes += w === n ? bytes : Math.round((bytes * w) / n);
     if (w < n) {
@@ -476,11 +487,15 @@ export class LiveBalancer {
     return true;
   }
 
-  private tooBig(iface: Iface, d: number, mtu: number): boolean {
+  private tooBig(iface: Iface, d: number, mtu: number, gsoSize = 0): boolean {
     const f0 = this.frameAt(d);
     const eth = parseEth(f0);
     if (!eth) return false;
-    if (f0.length - eth.l3 <= mtu) return false; // VLAN tags do not count against the MTU
+    if (gsoSize) {
+      const ip0 = parseIp(f0, eth.l3, eth.ethertype);
+      if (!ip0 || ip0.l4 + 13 > f0.length) return false;
+      if (ip0.l4 - eth.l3 + (f0[ip0.l4 + 12] >> 4) * 4 + gsoSize <= mtu) return false;
+    } else if (f0.length - eth.l3 <= mtu) return false; // VLAN tags do not count against the MTU
     // The engine already rewrote the frame for its backend; the error must quote what the client
     // sent (its socket is found by the quoted addresses): a copy with the VIP as destination again.
     const f = f0.slice();

@@ -7,10 +7,10 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export interface TapAddon {
-  open(name: string, persist: boolean, mtu: number): [number, string];
+  open(name: string, persist: boolean, mtu: number, offload?: boolean): [number, string];
   close(fd: number): void;
-  readBatch(fd: number, mem: ArrayBuffer, descPtr: number, slots: Uint32Array, cap: number, max: number, port: number, mac?: Uint8Array | null): number;
-  writeBatch(fd: number, mem: ArrayBuffer, descPtr: number, list: Uint32Array, n: number): number;
+  readBatch(fd: number, mem: ArrayBuffer, descPtr: number, slots: Uint32Array, cap: number, max: number, port: number, mac?: Uint8Array | null, hdrs?: Uint8Array | null): number;
+  writeBatch(fd: number, mem: ArrayBuffer, descPtr: number, list: Uint32Array, n: number, hdrs?: Uint8Array | null): number;
   writeFrames(fd: number, mem: ArrayBuffer | Uint8Array, offs: Uint32Array, lens: Uint32Array, n: number): number;
   pollStart(fd: number, cb: (events: number) => void): object;
   pollStop(handle: object): void;
@@ -50,22 +50,25 @@ export class Tap {
   readonly fd: number;
   readonly name: string;
   readonly port: number;
+  /** Opened with IFF_VNET_HDR and offloads: reads fill, writes take, 10-byte virtio_net_hdr per slot. */
+  readonly offload: boolean;
   private poll: object | null = null;
   private readonly a: TapAddon;
 
-  private constructor(a: TapAddon, fd: number, name: string, port: number) {
+  private constructor(a: TapAddon, fd: number, name: string, port: number, offload: boolean) {
     this.a = a;
+    this.offload = offload;
     this.fd = fd;
     this.name = name;
     this.port = port;
   }
 
   /** Opens (creating if missing) TAP device `name`, sets it up, and its MTU when mtu > 0. */
-  static open(name: string, opts: { persist?: boolean; mtu?: number; port?: number } = {}): Tap {
+  static open(name: string, opts: { persist?: boolean; mtu?: number; port?: number; offload?: boolean } = {}): Tap {
     const a = loadTapAddon();
     let fd: number, actual: string;
     try {
-      [fd, actual] = a.open(name, opts.persist ?? false, opts.mtu ?? 0);
+      [fd, actual] = a.open(name, opts.persist ?? false, opts.mtu ?? 0, opts.offload ?? false);
     } catch (e) {
       const err = e as Error & { code?: string };
       const hint = err.code === 'EPERM' || err.code === 'EACCES' ? ' (run as root or with CAP_NET_ADMIN)'
@@ -74,17 +77,17 @@ export class Tap {
         : err.code === 'EINVAL' ? ' (a device of that name exists and is not a TAP device)' : '';
       throw Object.assign(new Error(`TAP ${name}: ${err.message}${hint}`), { code: 'TAP_OPEN' });
     }
-    return new Tap(a, fd, actual, opts.port ?? 0);
+    return new Tap(a, fd, actual, opts.port ?? 0, opts.offload ?? false);
   }
 
   /** Reads up to `max` frames into the slots, filling descriptors 0..n-1; returns n. */
-  read(mem: ArrayBuffer, descPtr: number, slots: Uint32Array, cap: number, max: number, mac?: Uint8Array | null): number {
-    return this.a.readBatch(this.fd, mem, descPtr, slots, cap, max, this.port, mac);
+  read(mem: ArrayBuffer, descPtr: number, slots: Uint32Array, cap: number, max: number, mac?: Uint8Array | null, hdrs?: Uint8Array | null): number {
+    return this.a.readBatch(this.fd, mem, descPtr, slots, cap, max, this.port, mac, hdrs);
   }
 
   /** Writes the frames of descriptors list[0..n-1]; returns how many were written. */
-  writeDescs(mem: ArrayBuffer, descPtr: number, list: Uint32Array, n: number): number {
-    return n ? this.a.writeBatch(this.fd, mem, descPtr, list, n) : 0;
+  writeDescs(mem: ArrayBuffer, descPtr: number, list: Uint32Array, n: number, hdrs?: Uint8Array | null): number {
+    return n ? this.a.writeBatch(this.fd, mem, descPtr, list, n, hdrs) : 0;
   }
 
   /** Writes one frame held in JS memory (the slow path's replies). */
