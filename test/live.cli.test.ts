@@ -5,6 +5,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { CLI, ROOT, runCli } from './helpers/cli.js';
+import { acquireLiveLock, releaseLiveLock } from './helpers/live-lock.js';
 
 const DIR = join(ROOT, 'test-output', 'live-cli');
 mkdirSync(DIR, { recursive: true });
@@ -54,18 +55,23 @@ describe('sessionlb run: usage and config errors', () => {
 
   it.skipIf(!canTap)('creates a missing TAP device, sets it up, and removes it at exit (not persistent)', async () => {
     const name = 'slbt-new0';
-    spawnSync('ip', ['link', 'del', name]);
-    const p = spawn(process.execPath, [CLI, 'run', '--config', cfg('create', { vips: [vip], live: { interfaces: [{ name, role: 'both', addresses: ['10.99.200.2'] }] } })], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let err = '';
-    p.stderr!.on('data', (d) => (err += d));
-    const t0 = Date.now();
-    while (!err.includes('sessionlb running') && Date.now() - t0 < 10_000 && p.exitCode === null) await new Promise((r) => setTimeout(r, 50));
-    const link = spawnSync('ip', ['-d', 'link', 'show', name], { encoding: 'utf8' }).stdout;
-    const exited = new Promise<number | null>((r) => p.once('exit', (c) => r(c)));
-    p.kill('SIGINT');
-    expect(await exited).toBe(0);
-    expect(link).toMatch(/state (UP|UNKNOWN)|,UP/);
-    expect(link).toContain('tun type tap');
-    expect(spawnSync('ip', ['link', 'show', name]).status).not.toBe(0);
+    await acquireLiveLock();
+    try {
+      spawnSync('ip', ['link', 'del', name]);
+      const p = spawn(process.execPath, [CLI, 'run', '--config', cfg('create', { vips: [vip], live: { interfaces: [{ name, role: 'both', addresses: ['10.99.200.2'] }] } })], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let err = '';
+      p.stderr!.on('data', (d) => (err += d));
+      const t0 = Date.now();
+      while (!err.includes('sessionlb running') && Date.now() - t0 < 10_000 && p.exitCode === null) await new Promise((r) => setTimeout(r, 50));
+      const link = spawnSync('ip', ['-d', 'link', 'show', name], { encoding: 'utf8' }).stdout;
+      const exited = new Promise<number | null>((r) => p.once('exit', (c) => r(c)));
+      p.kill('SIGINT');
+      expect(await exited).toBe(0);
+      expect(link).toMatch(/state (UP|UNKNOWN)|,UP/);
+      expect(link).toContain('tun type tap');
+      expect(spawnSync('ip', ['link', 'show', name]).status).not.toBe(0);
+    } finally {
+      releaseLiveLock();
+    }
   });
 });

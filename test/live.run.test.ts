@@ -17,6 +17,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI, ROOT } from './helpers/cli.js';
+import { acquireLiveLock, releaseLiveLock } from './helpers/live-lock.js';
 
 const DIR = join(ROOT, 'test-output', 'live-run');
 const NS = ['slbt-c', 'slbt-b1', 'slbt-b2', 'slbt-dc', 'slbt-d1'];
@@ -276,7 +277,8 @@ describe.skipIf(why !== null)('sessionlb run on TAP devices (netns)', () => {
   const servers: ChildProcess[] = [];
   let lb: Lb | null = null;
 
-  beforeAll(() => {
+  beforeAll(async () => {
+    await acquireLiveLock();
     cleanup();
     rmSync(DIR, { recursive: true, force: true });
     mkdirSync(DIR, { recursive: true });
@@ -298,6 +300,7 @@ describe.skipIf(why !== null)('sessionlb run on TAP devices (netns)', () => {
     if (lb) await lb.stop();
     for (const s of servers) s.kill('SIGKILL');
     cleanup();
+    releaseLiveLock();
   });
 
   it('NAT: answers ARP and ping, resolves backend MACs, carries real TCP; reload keeps an open connection; health down re-steers', async () => {
