@@ -74,4 +74,21 @@ describe('sessionlb run: usage and config errors', () => {
       releaseLiveLock();
     }
   });
+
+  it.skipIf(!canTap)('a metrics port in use: a clear error, and the process exits (TAPs closed)', async () => {
+    const { createServer } = await import('node:net');
+    const srv = createServer();
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+    const port = (srv.address() as { port: number }).port;
+    await acquireLiveLock();
+    try {
+      const r = runCli(['run', '--config', cfg('busy', { vips: [vip], live: { interfaces: [{ name: 'slbt-new0', role: 'both' }], metrics: { port } } })], { timeoutMs: 10_000 });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`metrics: cannot listen on 127.0.0.1:${port}`);
+      expect(spawnSync('ip', ['link', 'show', 'slbt-new0']).status).not.toBe(0);
+    } finally {
+      releaseLiveLock();
+      srv.close();
+    }
+  });
 });

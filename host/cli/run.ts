@@ -40,7 +40,7 @@ export async function runLive(argv: string[]): Promise<number> {
     return report(e, RUN_USAGE);
   }
   const configFile = values.config!;
-  let lb: import('../live/loop.js').LiveBalancer;
+  let lb: import('../live/loop.js').LiveBalancer | undefined;
   let metrics: { close(): Promise<void> | void; port: number } | null = null;
   try {
     const config = loadConfig(configFile);
@@ -58,10 +58,15 @@ export async function runLive(argv: string[]): Promise<number> {
     if (mc) {
       const { startMetricsServer } = await import('../live/metrics.js');
       const l = lb;
-      metrics = await startMetricsServer({ host: mc.address, port: mc.port, allowRemote: mc.allowRemote, collect: () => l.snapshot(), logger: lb.log });
+      try {
+        metrics = await startMetricsServer({ host: mc.address, port: mc.port, allowRemote: mc.allowRemote, collect: () => l.snapshot(), logger: lb.log });
+      } catch (e) {
+        throw Object.assign(new Error(`metrics: cannot listen on ${mc.address}:${mc.port}: ${(e as Error).message}`), { code: 'TAP_OPEN' });
+      }
       lb.log.info('metrics listening', { url: `http://${mc.address.includes(':') ? `[${mc.address}]` : mc.address}:${metrics.port}/metrics` });
     }
   } catch (e) {
+    lb?.stop();
     const err = e as Error & { code?: string };
     if (err.code === 'TAP_OPEN' || err.code === 'TAP_ADDON') {
       process.stderr.write(`sessionlb: ${err.message}\n`);
@@ -69,20 +74,21 @@ export async function runLive(argv: string[]): Promise<number> {
     }
     return report(e);
   }
+  const live = lb!;
   return new Promise<number>((resolve) => {
     const reload = () => {
       try {
-        lb.reload(loadConfig(configFile));
+        live.reload(loadConfig(configFile));
       } catch (e) {
-        lb.reloadFailures++;
-        lb.log.error('reload rejected, the running config stays', { error: (e as Error).message });
+        live.reloadFailures++;
+        live.log.error('reload rejected, the running config stays', { error: (e as Error).message });
       }
     };
     const stop = (sig: string) => {
       process.off('SIGHUP', reload);
-      lb.log.info('stopping', { signal: sig });
-      const snap = lb.finalReport();
-      lb.stop();
+      live.log.info('stopping', { signal: sig });
+      const snap = live.finalReport();
+      live.stop();
       Promise.resolve(metrics?.close()).finally(() => {
         process.stdout.write(JSON.stringify({ final: true, ...snap }, null, 2) + '\n');
         resolve(EXIT_OK);
