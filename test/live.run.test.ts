@@ -419,6 +419,39 @@ print(s.recv(100).split(b'\\r\\n')[0].decode())
     expect(new Set(srvRequests.map((l) => l.split('\t')[1]))).toEqual(new Set(['10.99.2.11', '10.99.2.12']));
   });
 
+  it('draining (config state, applied by SIGHUP): the open connection keeps its backend, new connections go elsewhere', async () => {
+    const s2 = startServer('slbt-b2', 'b2', '10.99.2.12');
+    servers.push(s2);
+    await waitListening(s2);
+    const both = (drain: string | null) => natConfig([
+      { id: 'b1', address: '10.99.2.11', ...(drain === 'b1' ? { state: 'draining' } : {}) },
+      { id: 'b2', address: '10.99.2.12', ...(drain === 'b2' ? { state: 'draining' } : {}) },
+    ]);
+    const c = both(null);
+    lb = startLb({ ...c, live: { ...c.live, metrics: undefined } }, 'drain');
+    await lb.waitLog(/"backend state".*"b1".*"to":"active"/);
+    await lb.waitLog(/"backend state".*"b2".*"to":"active"/);
+    const keep = spawn('ip', ['netns', 'exec', 'slbt-c', process.execPath, '-e', KEEP_JS, '10.99.100.1', '80'], { stdio: ['pipe', 'pipe', 'inherit'] });
+    let kout = '';
+    keep.stdout!.on('data', (d) => (kout += d));
+    const answers = async (n: number) => {
+      const t0 = Date.now();
+      while ((kout.match(/^ANSWER /gm) ?? []).length < n && Date.now() - t0 < 5000) await sleep(25);
+      return kout.split('\n').filter((l) => l.startsWith('ANSWER '));
+    };
+    const first = (await answers(1))[0];
+    const owner = first.split(' ')[1];
+    const other = owner === 'b1' ? 'b2' : 'b1';
+    const d = both(owner);
+    writeFileSync(join(DIR, 'drain.json'), JSON.stringify({ ...d, live: { ...d.live, metrics: undefined } }, null, 2));
+    lb.proc.kill('SIGHUP');
+    await lb.waitLog(new RegExp(`"backend state".*"${owner}".*"to":"draining"`));
+    expect(gets('slbt-c', 'http://10.99.100.1/', 10)).toEqual(Array(10).fill(other));
+    keep.stdin!.write('again\n');
+    expect((await answers(2))[1]).toBe(first);
+    keep.kill();
+  });
+
   it('offload (IFF_VNET_HDR, TSO super-frames): 8 MiB each way through NAT arrive intact; the server side MTU still holds', async () => {
     const c = natConfig([{ id: 'b1', address: '10.99.2.11' }]);
     lb = startLb({ ...c, live: { ...c.live, offload: true, metrics: undefined } }, 'offload');
