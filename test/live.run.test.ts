@@ -270,6 +270,7 @@ const natConfig = (backends: object[]) => ({
     neighbor: { retryMs: 300 },
     backendSlack: 2,
     metrics: { address: '127.0.0.1', port: 0 },
+    offload: false as boolean, // the plain path here; the offload test and the others use the default (on)
   },
 });
 

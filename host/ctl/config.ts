@@ -95,7 +95,7 @@ export interface LiveConfig {
   /** Spare backend slots reserved per VIP so SIGHUP can add backends without re-initialising. */
   backendSlack: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
-  /** IFF_VNET_HDR with checksum and TSO offloads: TCP super-frames (up to 64 KiB) cross the TAPs whole. */
+  /** IFF_VNET_HDR with checksum and TSO offloads: TCP super-frames (up to 64 KiB) cross the TAPs whole. Default true. */
   offload: boolean;
 }
 
@@ -163,7 +163,7 @@ function parseLive(raw: unknown, vips: VipConfig[]): LiveConfig {
     if (v.method !== 'nat' && v.method !== 'dr') throw new ConfigError('live', `VIP ${v.address}: live mode supports methods "nat" and "dr" (not "${v.method}")`);
   }
   if (raw.offload !== undefined && typeof raw.offload !== 'boolean') throw new ConfigError('live.offload', 'must be true or false');
-  return { interfaces, gateway, admission, metrics, neighbor, backendSlack, logLevel, offload: raw.offload === true };
+  return { interfaces, gateway, admission, metrics, neighbor, backendSlack, logLevel, offload: raw.offload !== false };
 }
 
 export const DEFAULT_TIMEOUTS: Timeouts = {
