@@ -1,7 +1,8 @@
 // `sessionlb run`'s usage and its errors before any traffic: missing or wrong live section,
 // health-check and metrics config, a device that is not a TAP. No namespaces needed.
 import { describe, expect, it } from 'vitest';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { CLI, ROOT, runCli } from './helpers/cli.js';
@@ -89,6 +90,18 @@ describe('sessionlb run: usage and config errors', () => {
     } finally {
       releaseLiveLock();
       srv.close();
+    }
+  });
+
+  it.skipIf(!canTap || spawnSync('su', ['nobody', '-s', '/bin/sh', '-c', 'true']).status !== 0)('without privileges: the reason and what to do', () => {
+    const file = join(tmpdir(), `slbt-noperm-${process.pid}.json`);
+    writeFileSync(file, JSON.stringify({ vips: [vip], live: { interfaces: [{ name: 'slbt-new1', role: 'both' }] } }), { mode: 0o644 });
+    try {
+      const r = spawnSync('su', ['nobody', '-s', '/bin/sh', '-c', `exec "${process.execPath}" "${CLI}" run --config "${file}"`], { encoding: 'utf8', timeout: 10_000 });
+      expect(r.status).toBe(1);
+      expect(r.stderr).toMatch(/TAP slbt-new1: .*Operation not permitted \(run as root or with CAP_NET_ADMIN\)/);
+    } finally {
+      rmSync(file, { force: true });
     }
   });
 });

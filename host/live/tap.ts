@@ -39,10 +39,13 @@ export function loadTapAddon(): TapAddon {
   return addon;
 }
 
-/** Why live mode cannot open TAP devices here, or null when it can (root, /dev/net/tun). */
+/**
+ * Why live mode cannot open TAP devices here, or null when it may (/dev/net/tun exists). Missing
+ * privileges show when a device is opened (EPERM: "run as root or with CAP_NET_ADMIN"), so a
+ * non-root process with CAP_NET_ADMIN is not turned away.
+ */
 export function tapUnavailable(): string | null {
   if (!existsSync('/dev/net/tun')) return '/dev/net/tun is missing (no TUN/TAP support in this kernel or container)';
-  if (typeof process.getuid === 'function' && process.getuid() !== 0) return 'opening TAP devices needs root (or CAP_NET_ADMIN)';
   return null;
 }
 
