@@ -41,7 +41,18 @@ export interface LabFigures {
   p50ms: number | null;
   p90ms: number | null;
   p99ms: number | null;
+  /** Bytes sessionlb counted towards the bulk VIP's backends during the TCP test / bytes iperf3 received (nat, dr): shows the traffic went through it. */
+  viaSessionlb: number | null;
   errors: string[];
+}
+
+/** Sum of sessionlb_backend_bytes_total for one VIP, read from the metrics endpoint inside the lb namespace. */
+function sessionlbBytes(lbNs: string, port: number, vip: string): number | null {
+  const r = nsRun(lbNs, ['curl', '-s', '-m', '2', `http://127.0.0.1:${port}/metrics`]);
+  if (r.code !== 0) return null;
+  let sum = 0;
+  for (const m of r.stdout.matchAll(/^sessionlb_backend_bytes_total\{vip="([^"]+)"[^}]*\} (\d+(?:\.\d+)?(?:e\+\d+)?)$/gm)) if (m[1] === vip) sum += Number(m[2]);
+  return sum;
 }
 
 function iperf(ns: string, args: string[]): { json: any; err: string | null } {
@@ -63,12 +74,16 @@ function wrkPercentile(out: string, p: number): number | null {
   return m[2] === 'us' ? v / 1000 : m[2] === 's' ? v * 1000 : v;
 }
 
-function measure(method: LabMethod, client: string): LabFigures {
-  const f: LabFigures = { method, tcpGbps: null, udpMbps: null, udpLossPct: null, smallUdpKpps: null, smallUdpLossPct: null, httpRps: null, p50ms: null, p90ms: null, p99ms: null, errors: [] };
+function measure(method: LabMethod, client: string, lb: { ns: string; port: number } | null): LabFigures {
+  const f: LabFigures = { method, tcpGbps: null, udpMbps: null, udpLossPct: null, smallUdpKpps: null, smallUdpLossPct: null, httpRps: null, p50ms: null, p90ms: null, p99ms: null, viaSessionlb: null, errors: [] };
   log(`  ${method}: iperf3 TCP`);
+  const b0 = lb ? sessionlbBytes(lb.ns, lb.port, VIP_BULK) : null;
   const tcp = iperf(client, []);
-  if (tcp.json) f.tcpGbps = tcp.json.end.sum_received.bits_per_second / 1e9;
-  else f.errors.push(tcp.err!);
+  const b1 = lb ? sessionlbBytes(lb.ns, lb.port, VIP_BULK) : null;
+  if (tcp.json) {
+    f.tcpGbps = tcp.json.end.sum_received.bits_per_second / 1e9;
+    if (b0 !== null && b1 !== null) f.viaSessionlb = (b1 - b0) / tcp.json.end.sum_received.bytes;
+  } else f.errors.push(tcp.err!);
   log(`  ${method}: iperf3 UDP 1400 B`);
   const udp = iperf(client, ['-u', '-b', '0', '-l', '1400']);
   if (udp.json) {
@@ -121,7 +136,7 @@ function ratio(a: number | null, b: number | null, lowerIsBetter = false): strin
 function section(results: LabFigures[], machineText: string): string {
   const k = results.find((r) => r.method === 'kernel') ?? null;
   const L: string[] = ['<!-- lab:begin -->', '## Live: the lab, kernel nftables vs sessionlb', ''];
-  L.push(`Produced by \`npm run bench:lab\` (bench/lab.ts): one fresh lab per method (\`sessionlb lab up --method M\`, docs/lab.md), client slb-c1 through router slb-rtr to the VIPs, ${seconds} s per figure. kernel = the lb namespace's kernel doing nftables DNAT the kube-proxy way (numgen random / jhash into per-backend DNAT chains, conntrack); nat, dr = sessionlb on two TAP devices. Target: sessionlb at least ${TARGET}x the kernel.`, '');
+  L.push(`Produced by \`npm run bench:lab\` (bench/lab.ts): one fresh lab per method (\`sessionlb lab up --method M\`, docs/lab.md), client slb-c1 through router slb-rtr to the VIPs, ${seconds} s per figure. kernel = the lb namespace's kernel doing nftables DNAT the kube-proxy way (numgen random / jhash into per-backend DNAT chains, conntrack); nat, dr = sessionlb on two TAP devices with the live section's defaults (offload on: TCP super-frames up to 64 KiB cross the TAPs whole). Target: sessionlb at least ${TARGET}x the kernel.`, '');
   L.push(machineText, '');
   L.push('| method | iperf3 TCP Gbit/s | iperf3 UDP 1400 B Mbit/s (loss %) | UDP 64 B kpps received (loss %) | HTTP req/s (wrk 32 conn) | p50 ms | p90 ms | p99 ms |');
   L.push('|---|---|---|---|---|---|---|---|');
@@ -134,6 +149,8 @@ function section(results: LabFigures[], machineText: string): string {
       L.push(`| ${r.method} | ${ratio(r.tcpGbps, k.tcpGbps)} | ${ratio(r.udpMbps, k.udpMbps)} | ${ratio(r.smallUdpKpps, k.smallUdpKpps)} | ${ratio(r.httpRps, k.httpRps)} | ${ratio(r.p99ms, k.p99ms, true)} |`);
     }
   }
+  const via = results.filter((r) => r.viaSessionlb !== null).map((r) => `${r.method} ${r.viaSessionlb!.toFixed(2)}`);
+  if (via.length) L.push('', `Through sessionlb: bytes its metrics counted towards the bulk VIP's backends during the TCP test, divided by the bytes iperf3 received (headers included, so a little above 1): ${via.join(', ')}.`);
   const errs = results.flatMap((r) => r.errors.map((e) => `- ${r.method}: ${e}`));
   if (errs.length) L.push('', 'Errors during the run:', '', ...errs);
   L.push('', 'UDP at unlimited rate measures what reaches the server; loss is the sender\'s excess over what the path carried.');
@@ -149,9 +166,9 @@ async function main() {
     await labDown({ prefix: PREFIX });
     try {
       const st = await labUp({ method: m, prefix: PREFIX });
-      results.push(measure(m, st.topology.clients[0].ns));
+      results.push(measure(m, st.topology.clients[0].ns, st.sessionlb ? { ns: st.sessionlb.ns, port: st.sessionlb.metricsPort } : null));
     } catch (e) {
-      results.push({ method: m, tcpGbps: null, udpMbps: null, udpLossPct: null, smallUdpKpps: null, smallUdpLossPct: null, httpRps: null, p50ms: null, p90ms: null, p99ms: null, errors: [`lab up failed: ${(e as Error).message.split('\n')[0]}`] });
+      results.push({ method: m, tcpGbps: null, udpMbps: null, udpLossPct: null, smallUdpKpps: null, smallUdpLossPct: null, httpRps: null, p50ms: null, p90ms: null, p99ms: null, viaSessionlb: null, errors: [`lab up failed: ${(e as Error).message.split('\n')[0]}`] });
     } finally {
       await labDown({ prefix: PREFIX });
     }

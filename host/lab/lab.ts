@@ -239,7 +239,9 @@ function startServers(s: LabState): void {
     };
     add('nginx', ['nginx', '-c', conf, '-p', bdir]);
     add('rtsp', ['/usr/bin/python3', join(root, 'lab', 'rtsp-server.py'), '--port', String(RTSP_PORT), '--id', b.id]);
-    add('iperf3', ['iperf3', '-s', '-p', String(IPERF_PORT)]);
+    // DR: iperf3 binds the bulk VIP (on lo), so its UDP replies leave from the address the client
+    // sent to; an unbound UDP socket would answer from the route's source and the client would drop it.
+    add('iperf3', ['iperf3', '-s', '-p', String(IPERF_PORT), ...(s.method === 'dr' ? ['-B', VIP_BULK] : [])]);
   }
 }
 
