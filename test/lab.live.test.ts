@@ -90,6 +90,9 @@ describe.skipIf(!!why)('sessionlb live NAT in the lab', () => {
     const running = logLines(lab).find((l) => l.msg === 'sessionlb running');
     expect(running, readLabLog(lab)).toBeTruthy();
     expect(JSON.stringify(running)).toMatch(/tap-front.*tap-srv/);
+    // --json names the metrics port; the endpoint answers inside the lb namespace.
+    const m = nsRun(lab.sessionlb!.ns, ['curl', '-s', '-m', '2', `http://127.0.0.1:${lab.sessionlb!.metricsPort}/metrics`]);
+    expect(m.stdout).toMatch(/^sessionlb_backend_up\{vip="10\.88\.0\.100",backend="b1"\} 1$/m);
   });
 
   it('HTTP: every request answered, spread over the three backends; backends see client addresses', async () => {
@@ -223,6 +226,11 @@ describe.skipIf(!!why)('sessionlb live NAT in the lab: admission', () => {
     expect(third.stderr).toMatch(/Connection refused|reset/i);
     const http = await httpBackends(lab.clients[2].ns, `http://${VIP}/`, 10);
     expect(http.failures).toEqual([]);
+    // sessionlb counts the refusals: dropped with reason admission (and answered with a RST).
+    const metrics = nsRun(lab.sessionlb!.ns, ['curl', '-s', '-m', '2', `http://127.0.0.1:${lab.sessionlb!.metricsPort}/metrics`]).stdout;
+    const adm = metrics.match(/^sessionlb_drops_total\{reason="admission"\} (\d+)$/m);
+    expect(adm, metrics.slice(0, 400)).not.toBeNull();
+    expect(Number(adm![1])).toBeGreaterThanOrEqual(2);
     const done = await Promise.all(admitted);
     for (const r of done) {
       expect(r.code, r.stderr.slice(-600)).toBe(0);

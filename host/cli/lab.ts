@@ -1,5 +1,6 @@
 // `sessionlb lab up|down|status`: the network-namespace lab (host/lab/, docs/lab.md).
 import { parseArgs } from 'node:util';
+import { resolve } from 'node:path';
 import { labDown, LabError, labStatus, labUp, summary } from '../lab/lab.js';
 import { checkPrefix, DEFAULT_PREFIX, METHODS, type LabMethod } from '../lab/topology.js';
 import { EXIT_FAIL, EXIT_OK, UsageError, report } from './errors.js';
@@ -38,6 +39,7 @@ options:
   --prefix P     namespace name prefix (default ${DEFAULT_PREFIX}); lets two labs coexist
   --max-sessions N        up: VIP-wide concurrent RTSP session limit in sessionlb's config
   --health-interval MS    up: health check interval (default 500)
+  --pcap-tap DIR          up: sessionlb mirrors each TAP's frames into DIR/<interface>.pcap
   --help         this text
 
 The state directory is $SESSIONLB_LAB_DIR/<prefix> (default /tmp/sessionlb-lab/slb).
@@ -54,6 +56,7 @@ export async function runLab(argv: string[]): Promise<number> {
         prefix: { type: 'string' },
         'max-sessions': { type: 'string' },
         'health-interval': { type: 'string' },
+        'pcap-tap': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -76,12 +79,14 @@ export async function runLab(argv: string[]): Promise<number> {
       case 'up': {
         const method = (values.method ?? 'nat') as LabMethod;
         if (!METHODS.includes(method)) throw new UsageError(`--method must be one of ${METHODS.join(', ')} (got "${values.method}")`);
+        if (values['pcap-tap'] !== undefined && method === 'kernel') throw new UsageError('--pcap-tap needs sessionlb (method nat or dr)');
         const t0 = performance.now();
         const st = await labUp({
           method,
           prefix,
           maxSessions: num('max-sessions', values['max-sessions']),
           healthIntervalMs: num('health-interval', values['health-interval']),
+          runArgs: values['pcap-tap'] ? ['--pcap-tap', resolve(values['pcap-tap'])] : [],
           log: (m) => {
             if (!values.json) process.stderr.write(`lab: ${m}\n`);
           },
