@@ -31,6 +31,7 @@ import {
   ROOT,
   rtspClient,
   rtspSessionsWithCaptures,
+  runCli,
   sleep,
   testPrefix,
 } from './helpers/lab.js';
@@ -201,6 +202,11 @@ describe.skipIf(!!why)('sessionlb live NAT in the lab', () => {
       expect(r.missed, c.id).toBe(0);
     });
     expect(placed.some((p) => p.length === 1 && p[0] !== victim), `sessions: ${JSON.stringify(placed)}`).toBe(true);
+    // lab status notices: the victim's servers are gone, everything else (sessionlb included) runs.
+    const st = JSON.parse(runCli(['lab', 'status', '--json', '--prefix', PREFIX]).stdout);
+    expect(st.up).toBe(false);
+    const dead = st.processes.filter((p: { alive: boolean }) => !p.alive);
+    expect(dead.map((p: { backend: string }) => p.backend).sort()).toEqual([victim, victim, victim]);
   });
 });
 
