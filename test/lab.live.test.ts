@@ -9,7 +9,8 @@
 //     client's session (control and RTP/RTCP) in exactly one backend's capture
 //   - SIGHUP reload (b2 re-weighted) under wrk load and a playing RTSP session: no socket error,
 //     no non-2xx, no RTP loss; new connections follow the new weights
-//   - one backend's servers killed: marked down within 2 s, new requests and sessions go elsewhere,
+//   - one backend's servers killed: marked down within 2 s (log and metrics), new requests and
+//     sessions go elsewhere, keep-alive HTTP connections on the other backends never move or break,
 //     sessions on the other backends play to the end with no RTP loss
 //   - admission (VIP limit 2 sessions): the third RTSP connection is reset at once (curl sees the
 //     connection refused), HTTP still answered, the two admitted sessions play on without loss
@@ -159,9 +160,18 @@ describe.skipIf(!!why)('sessionlb live NAT in the lab', () => {
     expect(by.b2 ?? 0, JSON.stringify(by)).toBeGreaterThanOrEqual(30);
   });
 
-  it('a backend dies: marked down within 2 s, new requests and sessions go elsewhere, other sessions play on without loss', async () => {
+  it('a backend dies: marked down within 2 s, new requests and sessions go elsewhere, flows and sessions on the others never move or lose a packet', async () => {
     // Four sessions for 9 s, from four clients (two of them share the NAT address).
     const sessions = lab.clients.map((c) => rtspClient(c.ns, RTSP_URL, 9));
+    // Nine keep-alive HTTP connections, one request every 200 ms for 9 s each (one curl, one
+    // connection, 45 requests): the ones on healthy backends must never move or break.
+    const N_REQ = 45;
+    const keepers = Array.from({ length: 9 }, (_, k) => {
+      const c = lab.clients[k % 3];
+      const args = ['curl', '-s', '--rate', '5/s', '--connect-timeout', '1', '-m', '2', '-w', '%{http_code} %header{x-backend} %{num_connects}\\n'];
+      for (let i = 0; i < N_REQ; i++) args.push('-o', '/dev/null', `http://${VIP}/`);
+      return nsRunAsync(c.ns, args, { timeoutMs: 60_000 });
+    });
     await sleep(2500);
     const placed = lab.clients.map((c) => rtspBackendOf(lab, c.seenAs));
     const busy = [...new Set(placed.flat())];
@@ -194,6 +204,18 @@ describe.skipIf(!!why)('sessionlb live NAT in the lab', () => {
     expect(late.code, late.stderr.slice(-600)).toBe(0);
     expect(late.frames).toBeGreaterThanOrEqual(30);
     const done = await Promise.all(sessions);
+    const kept = (await Promise.all(keepers)).map((r) => r.stdout.trim().split('\n').map((l) => l.split(' ')));
+    let healthy = 0;
+    for (const lines of kept) {
+      const first = lines[0]?.[1];
+      if (!first || first === victim) continue;
+      healthy++;
+      // Every answer from the same backend over the one connection opened first (num_connects 0 after it).
+      expect(lines.length).toBe(N_REQ);
+      expect(lines.filter((l) => l[0] !== '200' || l[1] !== first), `${first}: ${lines.map((l) => l.join(' ')).join(', ')}`).toEqual([]);
+      expect(lines.slice(1).filter((l) => l[2] !== '0').length, 'reconnects on a healthy backend').toBe(0);
+    }
+    expect(healthy, JSON.stringify(kept.map((l) => l[0]))).toBeGreaterThanOrEqual(1);
     lab.clients.forEach((c, i) => {
       if (placed[i].length !== 1 || placed[i][0] === victim) return;
       const r = done[i];
