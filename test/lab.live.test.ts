@@ -7,6 +7,7 @@
 //   - HTTP: every request answered, spread over three backends; backends see the client address
 //   - RTSP over UDP from two clients (one behind the NAT box): media received, every packet of a
 //     client's session (control and RTP/RTCP) in exactly one backend's capture
+//   - RTSP interleaved over TCP; ping to the VIP from behind the NAT box answered
 //   - SIGHUP reload (b2 re-weighted) under wrk load and a playing RTSP session: no socket error,
 //     no non-2xx, no RTP loss; new connections follow the new weights
 //   - one backend's servers killed: marked down within 2 s (log and metrics), new requests and
@@ -133,6 +134,17 @@ describe.skipIf(!!why)('sessionlb live NAT in the lab', () => {
     }
   });
 
+  it('RTSP interleaved over TCP and ping to the VIP (sessionlb answers echo for its VIPs)', async () => {
+    const [tcp, ping] = await Promise.all([
+      rtspClient(lab.clients[1].ns, RTSP_URL, 2, 'tcp'),
+      nsRunAsync(lab.clients[3].ns, ['timeout', '8', 'hping3', '-1', '-c', '3', '-i', 'u200000', VIP], { timeoutMs: 10_000 }),
+    ]);
+    expect(tcp.code, tcp.stderr.slice(-600)).toBe(0);
+    expect(tcp.frames).toBeGreaterThanOrEqual(30);
+    // hping3 ICMP echo: three replies from the VIP (the NAT box forwards them to c4).
+    expect((ping.stdout.match(new RegExp(`ip=${VIP.replace(/\./g, '\\.')} .*icmp_seq=`, 'g')) ?? []).length, ping.stdout + ping.stderr).toBe(3);
+  });
+
   it('SIGHUP reload under load (b2 re-weighted 1 -> 4): no established flow lost, new flows follow the weights', async () => {
     const cfgFile = lab.sessionlb!.config;
     const cfg = JSON.parse(readFileSync(cfgFile, 'utf8'));
@@ -158,6 +170,13 @@ describe.skipIf(!!why)('sessionlb live NAT in the lab', () => {
     expect(failures).toEqual([]);
     const by = countBy(backends);
     expect(by.b2 ?? 0, JSON.stringify(by)).toBeGreaterThanOrEqual(30);
+    // Back to equal weights for the next test (a second reload).
+    cfg.vips[0].backends[1].weight = 1;
+    writeFileSync(cfgFile, JSON.stringify(cfg, null, 2));
+    process.kill(lab.sessionlb!.pid, 'SIGHUP');
+    const t0 = Date.now();
+    while (logLines(lab).filter((l) => l.msg === 'config reloaded').length < 2 && Date.now() - t0 < 5000) await sleep(50);
+    expect(logLines(lab).filter((l) => l.msg === 'config reloaded').length).toBe(2);
   });
 
   it('a backend dies: marked down within 2 s, new requests and sessions go elsewhere, flows and sessions on the others never move or lose a packet', async () => {
