@@ -26,7 +26,7 @@ describe.skipIf(!!why)('lab (method kernel)', () => {
   beforeAll(() => {
     labDown(PREFIX);
     const t0 = Date.now();
-    lab = labUp(['--method', 'kernel', '--prefix', PREFIX]);
+    lab = labUp(['--method', 'kernel', '--ipv6', '--prefix', PREFIX]);
     // "Make lab up fast": building it and starting nine servers takes about a second here.
     expect(Date.now() - t0).toBeLessThan(20_000);
   });
@@ -36,7 +36,7 @@ describe.skipIf(!!why)('lab (method kernel)', () => {
     expect(lab.method).toBe('kernel');
     expect(lab.clients.map((c) => c.ns)).toEqual(['c1', 'c2', 'c3', 'c4'].map((x) => PREFIX + x));
     expect(lab.clients.filter((c) => c.behindNat).map((c) => c.seenAs)).toEqual(['10.88.1.20', '10.88.1.20']);
-    expect(lab.vips.map((v) => v.address)).toEqual(['10.88.0.100', '10.88.0.101']);
+    expect(lab.vips.map((v) => v.address)).toEqual(['10.88.0.100', '10.88.0.101', 'fd88::100']);
     expect(lab.backends.map((b) => [b.id, b.ns, b.address])).toEqual([
       ['b1', `${PREFIX}b1`, '10.88.2.11'],
       ['b2', `${PREFIX}b2`, '10.88.2.12'],
@@ -71,6 +71,14 @@ describe.skipIf(!!why)('lab (method kernel)', () => {
     const ct = nsRun(lab.lb.ns, ['conntrack', '-L', '-p', 'tcp', '--orig-dst', '10.88.0.100']);
     expect(ct.code, ct.stderr).toBe(0);
     for (const b of lab.backends) expect(ct.stdout).toMatch(new RegExp(`src=${b.address.replace(/\./g, '\\.')} dst=10\\.88\\.1\\.11 sport=80`));
+  });
+
+  it('IPv6 (--ipv6): HTTP to fd88::100 spread over the backends by the kernel (ip6 nftables DNAT)', async () => {
+    const { backends, failures } = await httpBackends(lab.clients[0].ns, 'http://[fd88::100]/', 60);
+    expect(failures).toEqual([]);
+    const by = countBy(backends);
+    for (const b of lab.backends) expect(by[b.id] ?? 0, JSON.stringify(by)).toBeGreaterThanOrEqual(8);
+    expect(nsRun(lab.clients[2].ns, ['curl', '-s', '-m', '3', 'http://[fd88::100]/whoami']).stdout.trim()).toBe('fd88:1::20');
   });
 
   it("backends see each client's own address, and the NAT box's for the clients behind it", () => {

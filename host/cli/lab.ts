@@ -40,6 +40,8 @@ options:
   --max-sessions N        up: VIP-wide concurrent RTSP session limit in sessionlb's config
   --health-interval MS    up: health check interval (default 500)
   --pcap-tap DIR          up: sessionlb mirrors each TAP's frames into DIR/<interface>.pcap
+  --ipv6                  up: dual stack: fd88:<lan>::/64 beside every 10.88.<lan>.0/24 (the NAT box
+                          masquerades as fd88:1::20) and the VIP fd88::100 for HTTP
   --help         this text
 
 The state directory is $SESSIONLB_LAB_DIR/<prefix> (default /tmp/sessionlb-lab/slb).
@@ -57,6 +59,7 @@ export async function runLab(argv: string[]): Promise<number> {
         'max-sessions': { type: 'string' },
         'health-interval': { type: 'string' },
         'pcap-tap': { type: 'string' },
+        ipv6: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -86,6 +89,7 @@ export async function runLab(argv: string[]): Promise<number> {
           prefix,
           maxSessions: num('max-sessions', values['max-sessions']),
           healthIntervalMs: num('health-interval', values['health-interval']),
+          ipv6: values.ipv6 === true,
           runArgs: values['pcap-tap'] ? ['--pcap-tap', resolve(values['pcap-tap'])] : [],
           log: (m) => {
             if (!values.json) process.stderr.write(`lab: ${m}\n`);

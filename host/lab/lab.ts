@@ -16,6 +16,10 @@ import {
   LB_HEALTH_ADDR,
   LB_SERVER_GW,
   LB_FRONT_ADDR,
+  LB_FRONT_ADDR6,
+  LB_HEALTH_ADDR6,
+  LB_SERVER_GW6,
+  VIP6,
   namespaces,
   ROUTER_FRONT,
   ROUTER_FRONT_MAC,
@@ -56,8 +60,8 @@ export interface LabSummary {
   prefix: string;
   dir: string;
   vips: { address: string; ports: number[]; service: string }[];
-  clients: { id: string; ns: string; address: string; seenAs: string; behindNat: boolean }[];
-  backends: { id: string; ns: string; address: string; mac: string; services: Record<string, number> }[];
+  clients: { id: string; ns: string; address: string; seenAs: string; behindNat: boolean; address6?: string; seenAs6?: string }[];
+  backends: { id: string; ns: string; address: string; address6?: string; mac: string; services: Record<string, number> }[];
   router: string;
   lb: { ns: string; healthAddress: string; gateway: string };
   sessionlb: { pid: number; ns: string; metricsPort: number; metricsUrl: string; config: string; log: string } | null;
@@ -140,12 +144,24 @@ export function sessionlbConfig(t: Topology, method: 'nat' | 'dr', opts: LabUpOp
         healthCheck,
         backends: t.backends.map((b) => ({ id: `${b.id}-bulk`, address: b.address, mac: b.mac })),
       },
+      ...(t.ipv6
+        ? [
+            {
+              address: VIP6,
+              ports: [HTTP_PORT],
+              method,
+              scheduler: 'maglev',
+              healthCheck: { ...healthCheck, localAddress: LB_HEALTH_ADDR6 },
+              backends: t.backends.map((b) => ({ id: `${b.id}-v6`, address: b.address6, mac: b.mac })),
+            },
+          ]
+        : []),
     ],
     live: {
       interfaces: [
-        { name: TAP_FRONT, role: 'client', addresses: [LB_FRONT_ADDR], persist: true },
+        { name: TAP_FRONT, role: 'client', addresses: [LB_FRONT_ADDR, ...(t.ipv6 ? [LB_FRONT_ADDR6] : [])], persist: true },
         // NAT: the backends' default gateway; DR: only the source of sessionlb's ARP requests.
-        { name: TAP_SERVER, role: 'server', addresses: [LB_SERVER_GW], persist: true },
+        { name: TAP_SERVER, role: 'server', addresses: [LB_SERVER_GW, ...(t.ipv6 ? [LB_SERVER_GW6] : [])], persist: true },
       ],
       gateway: { address: ROUTER_FRONT, mac: ROUTER_FRONT_MAC },
       admission: { tcp: 'rst', icmpRate: 100 },
@@ -165,6 +181,8 @@ export interface LabUpOptions {
   timeouts?: Record<string, number>;
   /** Extra arguments for `sessionlb run` (e.g. --pcap-tap DIR). */
   runArgs?: string[];
+  /** Dual stack: IPv6 beside IPv4 everywhere and the VIP fd88::100 (HTTP). */
+  ipv6?: boolean;
   /** Milliseconds to wait for the servers and the VIP. */
   readyTimeoutMs?: number;
   log?: (msg: string) => void;
@@ -174,7 +192,7 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabState> {
   const method = opts.method ?? 'nat';
   const prefix = opts.prefix ?? DEFAULT_PREFIX;
   const log = opts.log ?? (() => {});
-  const t = topology(prefix);
+  const t = topology(prefix, opts.ipv6 === true);
   const existing = listNamespaces().filter((n) => n.startsWith(prefix));
   if (existing.length > 0 || readState(prefix)) {
     throw new LabError(`a lab with prefix "${prefix}" is already up (${existing.length} namespaces); run \`sessionlb lab down\` first`);
@@ -232,7 +250,8 @@ function startServers(s: LabState): void {
     const bdir = join(s.dir, b.id);
     mkdirSync(bdir, { recursive: true });
     const conf = join(bdir, 'nginx.conf');
-    writeFileSync(conf, tmpl.replaceAll('@ID@', b.id).replaceAll('@DIR@', bdir));
+    const listen6 = s.topology.ipv6 ? 'listen [::]:80 reuseport backlog=4096;' : '';
+    writeFileSync(conf, tmpl.replaceAll('@ID@', b.id).replaceAll('@DIR@', bdir).replaceAll('@LISTEN6@', listen6));
     const add = (role: LabProcess['role'], argv: string[]) => {
       const logf = join(bdir, `${role}.log`);
       s.processes.push({ role, ns: b.ns, backend: b.id, pid: startDetached(b.ns, argv, logf), log: logf });
@@ -283,12 +302,14 @@ async function waitVip(s: LabState, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   const c = s.topology.clients[0];
   let last = '';
+  const urls = [`http://${VIP}:${HTTP_PORT}/`, ...(s.topology.ipv6 ? [`http://[${VIP6}]:${HTTP_PORT}/`] : [])];
   for (;;) {
-    const r = nsRun(c.ns, ['curl', '-s', '-m', '1', '-o', '/dev/null', '-w', '%{http_code}', `http://${VIP}:${HTTP_PORT}/`], { timeoutMs: 3000 });
-    if (r.stdout.trim() === '200') return;
+    const codes = urls.map((u) => nsRun(c.ns, ['curl', '-s', '-m', '1', '-o', '/dev/null', '-w', '%{http_code}', u], { timeoutMs: 3000 }));
+    const r = codes.find((x) => x.stdout.trim() !== '200') ?? codes[0];
+    if (codes.every((x) => x.stdout.trim() === '200')) return;
     last = `curl exit ${r.code} ${r.stdout} ${r.stderr.trim()}`;
     if (s.sessionlb && !alive(s.sessionlb.pid)) throw new LabError(`sessionlb exited:\n${tail(s.sessionlb.log)}`);
-    if (Date.now() > deadline) throw new LabError(`the VIP ${VIP} did not answer within ${timeoutMs} ms (${last})`);
+    if (Date.now() > deadline) throw new LabError(`the VIP${urls.length > 1 ? 's' : ''} did not answer within ${timeoutMs} ms (${last})`);
     await sleep(100);
   }
 }
@@ -332,9 +353,10 @@ export function summary(s: LabState): LabSummary {
     vips: [
       { address: VIP, ports: [HTTP_PORT, RTSP_PORT], service: 'http, rtsp (scheduled per flow; RTSP sessions kept whole by sessionlb)' },
       { address: VIP_BULK, ports: [IPERF_PORT], service: 'iperf3 tcp/udp (scheduled by client address)' },
+      ...(t.ipv6 ? [{ address: VIP6, ports: [HTTP_PORT], service: 'http over IPv6' }] : []),
     ],
-    clients: t.clients.map((c) => ({ id: c.id, ns: c.ns, address: c.address, seenAs: c.seenAs, behindNat: c.behindNat })),
-    backends: t.backends.map((b) => ({ id: b.id, ns: b.ns, address: b.address, mac: b.mac, services: { http: HTTP_PORT, rtsp: RTSP_PORT, iperf3: IPERF_PORT } })),
+    clients: t.clients.map((c) => ({ id: c.id, ns: c.ns, address: c.address, seenAs: c.seenAs, behindNat: c.behindNat, ...(c.address6 ? { address6: c.address6, seenAs6: c.seenAs6 } : {}) })),
+    backends: t.backends.map((b) => ({ id: b.id, ns: b.ns, address: b.address, ...(b.address6 ? { address6: b.address6 } : {}), mac: b.mac, services: { http: HTTP_PORT, rtsp: RTSP_PORT, iperf3: IPERF_PORT } })),
     router: t.router,
     lb: { ns: t.lb, healthAddress: LB_HEALTH_ADDR, gateway: LB_SERVER_GW },
     sessionlb: s.sessionlb

@@ -23,6 +23,13 @@ export const HTTP_PORT = 80;
 export const RTSP_PORT = 8554;
 export const IPERF_PORT = 5201;
 
+/** With --ipv6: the service VIP's IPv6 twin (HTTP), on the front LAN fd88::/64. */
+export const VIP6 = 'fd88::100';
+export const LB_FRONT_ADDR6 = 'fd88::2';
+export const LB_HEALTH_ADDR6 = 'fd88:2::fd';
+export const LB_SERVER_GW6 = 'fd88:2::fe';
+export const ROUTER_FRONT6 = 'fd88::1';
+export const ROUTER_SERVER6 = 'fd88:2::1';
 export const ROUTER_FRONT = '10.88.0.1';
 export const ROUTER_CLIENT = '10.88.1.1';
 export const ROUTER_SERVER = '10.88.2.1';
@@ -51,6 +58,9 @@ export interface LabHost {
 }
 export interface LabClient extends LabHost {
   id: string;
+  /** With ipv6: the client's IPv6 address and the one the balancer sees (the NAT box's for c3, c4). */
+  address6?: string;
+  seenAs6?: string;
   /** The address the balancer sees: the NAT box's outside address for clients behind it. */
   seenAs: string;
   behindNat: boolean;
@@ -58,6 +68,7 @@ export interface LabClient extends LabHost {
 export interface LabBackend extends LabHost {
   id: string;
   mac: string;
+  address6?: string;
 }
 
 export interface Topology {
@@ -68,20 +79,30 @@ export interface Topology {
   router: string;
   lb: string;
   vips: string[];
+  /** Dual stack: IPv6 addresses beside every IPv4 one and the VIP fd88::100 (HTTP). */
+  ipv6: boolean;
 }
 
-export function topology(prefix = DEFAULT_PREFIX): Topology {
+export function topology(prefix = DEFAULT_PREFIX, ipv6 = false): Topology {
   const clients: LabClient[] = [
     { id: 'c1', ns: `${prefix}c1`, address: '10.88.1.11', seenAs: '10.88.1.11', behindNat: false },
     { id: 'c2', ns: `${prefix}c2`, address: '10.88.1.12', seenAs: '10.88.1.12', behindNat: false },
     { id: 'c3', ns: `${prefix}c3`, address: '10.88.3.11', seenAs: NAT_OUTSIDE, behindNat: true },
     { id: 'c4', ns: `${prefix}c4`, address: '10.88.3.12', seenAs: NAT_OUTSIDE, behindNat: true },
   ];
+  if (ipv6) {
+    for (const c of clients) {
+      const host = c.address.split('.')[3];
+      c.address6 = c.behindNat ? `fd88:3::${host}` : `fd88:1::${host}`;
+      c.seenAs6 = c.behindNat ? 'fd88:1::20' : c.address6;
+    }
+  }
   const backends: LabBackend[] = [1, 2, 3].map((i) => ({
     id: `b${i}`,
     ns: `${prefix}b${i}`,
     address: `10.88.2.${10 + i}`,
     mac: labMac(2, 0x10 + i),
+    ...(ipv6 ? { address6: `fd88:2::${10 + i}` } : {}),
   }));
   return {
     prefix,
@@ -91,6 +112,7 @@ export function topology(prefix = DEFAULT_PREFIX): Topology {
     router: `${prefix}rtr`,
     lb: `${prefix}lb`,
     vips: [VIP, VIP_BULK],
+    ipv6,
   };
 }
 
@@ -120,8 +142,11 @@ export function buildScript(t: Topology, method: LabMethod): string {
   for (const ns of all) L.push(`ip netns add ${ns}`);
   for (const ns of all) {
     ip(ns, 'link set lo up');
-    // IPv4 only: no DAD, router solicitations or MLD in the captures.
-    L.push(sysctls(ns, [['net.ipv6.conf.all.disable_ipv6', 1], ['net.ipv6.conf.default.disable_ipv6', 1], ['net.ipv4.conf.all.rp_filter', 0], ['net.ipv4.conf.default.rp_filter', 0]]));
+    // IPv4 only unless ipv6 (then without DAD, so addresses are usable at once).
+    const v6: [string, number][] = t.ipv6
+      ? [['net.ipv6.conf.all.disable_ipv6', 0], ['net.ipv6.conf.default.disable_ipv6', 0], ['net.ipv6.conf.all.accept_dad', 0], ['net.ipv6.conf.default.accept_dad', 0], ['net.ipv6.conf.default.accept_ra', 0]]
+      : [['net.ipv6.conf.all.disable_ipv6', 1], ['net.ipv6.conf.default.disable_ipv6', 1]];
+    L.push(sysctls(ns, [...v6, ['net.ipv4.conf.all.rp_filter', 0], ['net.ipv4.conf.default.rp_filter', 0]]));
   }
   const R = t.router, LB = t.lb, N = t.nat.ns;
 
@@ -198,6 +223,8 @@ NFT`);
   ip(LB, 'link set br-front up');
   ip(LB, 'link set br-srv up');
 
+  if (t.ipv6) L.push(...ipv6Lines(t, method));
+
   if (method === 'kernel') {
     for (const v of t.vips) ip(LB, `addr add ${v}/24 dev br-front`);
     ip(LB, `addr add ${LB_SERVER_GW}/24 dev br-srv`);
@@ -211,6 +238,67 @@ NFT`);
     ip(LB, `link set ${TAP_FRONT} master br-front up`);
     ip(LB, `link set ${TAP_SERVER} master br-srv up`);
   }
+  return L.join('\n') + '\n';
+}
+
+/** The IPv6 half of a dual-stack lab: the same links, fd88:<lan>::/64 addresses, the VIP fd88::100. */
+function ipv6Lines(t: Topology, method: LabMethod): string[] {
+  const L: string[] = [];
+  const ip = (ns: string, rest: string) => L.push(`ip -n ${ns} ${rest}`);
+  const R = t.router, LB = t.lb, N = t.nat.ns;
+  ip(R, 'addr add fd88:1::1/64 dev br-cli nodad');
+  ip(R, `addr add ${ROUTER_FRONT6}/64 dev front nodad`);
+  ip(R, `addr add ${ROUTER_SERVER6}/64 dev srv nodad`);
+  ip(R, 'route add fd88:3::/64 via fd88:1::20');
+  L.push(sysctls(R, [['net.ipv6.conf.all.forwarding', 1]]));
+  ip(N, 'addr add fd88:1::20/64 dev eth0 nodad');
+  ip(N, 'addr add fd88:3::1/64 dev br-in nodad');
+  ip(N, 'route add default via fd88:1::1');
+  L.push(sysctls(N, [['net.ipv6.conf.all.forwarding', 1]]));
+  L.push(`ip netns exec ${N} nft -f - <<'NFT'
+table ip6 slb-lab-nat6 {
+  chain post {
+    type nat hook postrouting priority srcnat; policy accept;
+    oifname "eth0" ip6 saddr fd88:3::/64 masquerade
+  }
+}
+NFT`);
+  for (const c of t.clients) {
+    ip(c.ns, `addr add ${c.address6}/64 dev eth0 nodad`);
+    ip(c.ns, `route add default via ${c.behindNat ? 'fd88:3::1' : 'fd88:1::1'}`);
+  }
+  for (const b of t.backends) {
+    ip(b.ns, `addr add ${b.address6}/64 dev eth0 nodad`);
+    if (method === 'dr') {
+      ip(b.ns, `addr add ${VIP6}/128 dev lo`);
+      ip(b.ns, `route add default via ${ROUTER_SERVER6} src ${VIP6}`);
+    } else {
+      ip(b.ns, `route add default via ${LB_SERVER_GW6}`);
+    }
+  }
+  ip(LB, `addr add ${LB_HEALTH_ADDR6}/64 dev br-srv nodad`);
+  if (method === 'kernel') {
+    ip(LB, `addr add ${VIP6}/64 dev br-front nodad`);
+    ip(LB, `addr add ${LB_SERVER_GW6}/64 dev br-srv nodad`);
+    ip(LB, `route add default via ${ROUTER_FRONT6}`);
+    L.push(sysctls(LB, [['net.ipv6.conf.all.forwarding', 1]]));
+    L.push(`ip netns exec ${LB} nft -f - <<'NFT'\n${kernelRuleset6(t)}NFT`);
+  }
+  return L;
+}
+
+/** kernelRuleset's IPv6 twin for the VIP fd88::100 (HTTP). */
+export function kernelRuleset6(t: Topology): string {
+  const n = t.backends.length;
+  const L: string[] = ['table ip6 slb-lab-kernel6 {'];
+  L.push('  chain services {');
+  L.push(`    ip6 daddr . meta l4proto . th dport vmap { ${VIP6} . tcp . ${HTTP_PORT} : goto svc-web }`);
+  L.push('  }');
+  L.push('  chain svc-web {');
+  L.push(`    numgen random mod ${n} vmap { ${t.backends.map((b, i) => `${i} : goto sep-${b.id}`).join(', ')} }`);
+  L.push('  }');
+  for (const b of t.backends) L.push(`  chain sep-${b.id} {`, `    dnat to ${b.address6}`, '  }');
+  L.push('  chain prerouting {', '    type nat hook prerouting priority dstnat; policy accept;', '    jump services', '  }', '}');
   return L.join('\n') + '\n';
 }
 
