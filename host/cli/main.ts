@@ -14,6 +14,7 @@ commands:
   lab up|down|status [--method M]     a network-namespace lab: clients, router, sessionlb on TAPs,
                                       three backends with nginx, an RTSP server and iperf3
   run --config FILE [--pcap-tap DIR]  live mode: balance traffic on TAP devices (root)
+  gateway --config FILE               TCP gateway baseline: a full proxy choosing backends by content
   ui [--port N] [--host ADDR]         serve the browser view (a capture through the engine, in the
                                       page) on http://127.0.0.1:8080/
   help [command]                      this text, or a command's options
@@ -53,6 +54,10 @@ async function main(argv: string[]): Promise<number> {
     case 'lab': {
       const { runLab } = await import('./lab.js');
       return runLab(rest);
+    }
+    case 'gateway': {
+      const { runGateway } = await import('./gateway.js');
+      return runGateway(rest);
     }
     case 'help':
     case '--help':
