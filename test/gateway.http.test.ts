@@ -195,6 +195,22 @@ describe.skipIf(missing.length > 0)('sessionlb gateway: HTTP', () => {
     expect(none.status).toBe(503);
     expect(gw!.err()).toMatch(/"msg":"backend down".*"backend":"b2"/);
   });
+
+  it('SIGTERM stops it at once (exit 0) with the final counters on stdout, even with a half-read head open', async () => {
+    const s = connect({ host: VIP, port });
+    s.on('error', () => {});
+    s.write('GET /slow HTTP/1.1\r\n'); // head never finished: its timer must not hold the process
+    await sleep(100);
+    const t0 = Date.now();
+    const code = await gw!.stop('SIGTERM');
+    expect(code).toBe(0);
+    expect(Date.now() - t0).toBeLessThan(2000);
+    const final = JSON.parse(gw!.out());
+    expect(final.stats.proxied).toBeGreaterThan(20);
+    expect(final.backends.map((b: { id: string }) => b.id)).toEqual(IDS);
+    s.destroy();
+    gw = null;
+  });
 });
 
 describe('sessionlb gateway: CLI', () => {

@@ -266,6 +266,7 @@ export class Gateway extends EventEmitter {
     };
     client.on('data', onData);
     client.on('end', onEnd);
+    client.once('close', () => clearTimeout(timer));
     client.on('error', () => {
       if (!finished) stop();
       client.destroy();
@@ -324,6 +325,7 @@ export class Gateway extends EventEmitter {
       };
       const timer = setTimeout(() => fail(`no connection within ${this.opts.connectTimeoutMs} ms`), this.opts.connectTimeoutMs);
       up.once('error', (e) => fail((e as Error).message));
+      up.once('close', () => clearTimeout(timer));
       up.once('connect', () => {
         if (connected) return;
         connected = true;

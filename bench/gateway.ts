@@ -1,0 +1,103 @@
+// `npm run bench:gateway`: the TCP gateway (host/gateway/) against clients talking to nginx
+// directly, on loopback (127.0.8.x): wrk requests/s and latency p50/p99, and CPU seconds per 10k
+// requests of the gateway process and of the nginx processes (from /proc, utime + stime).
+// Short bounded runs: --seconds N (default 3), --connections N (default 16). Prints a markdown
+// table; --out FILE also writes it there.
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { ROOT, freePort, run, sleep, startGateway, startNginx, type Proc } from '../test/gateway.helpers.js';
+
+const argv = process.argv.slice(2);
+const opt = (name: string, def: string) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : def);
+const SECONDS = Number(opt('--seconds', '3'));
+const CONNS = Number(opt('--connections', '16'));
+const OUT = argv.includes('--out') ? opt('--out', '') : null;
+const DIR = join(ROOT, 'bench', 'out', `gateway-${process.pid}`);
+const TICK = 100; // USER_HZ on Linux
+
+/** utime + stime of a process and its children (threads included), seconds. */
+function cpuTree(pid: number): number {
+  let t = 0;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    t += (Number(f[11]) + Number(f[12])) / TICK;
+    for (const c of readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean)) t += cpuTree(Number(c));
+  } catch {
+    // gone
+  }
+  return t;
+}
+
+interface Row {
+  name: string;
+  rps: number;
+  p50: string;
+  p99: string;
+  errors: string;
+  proxyCpu: number | null; // s per 10k requests
+  nginxCpu: number;
+}
+
+async function wrk(url: string, extra: string[], procs: { proxy: Proc | null; nginx: Proc[] }): Promise<Omit<Row, 'name'>> {
+  const c0 = procs.proxy ? cpuTree(procs.proxy.child.pid!) : 0;
+  const n0 = procs.nginx.reduce((s, p) => s + cpuTree(p.child.pid!), 0);
+  const r = await run('wrk', ['-t1', `-c${CONNS}`, `-d${SECONDS}s`, '--timeout', '2s', '--latency', ...extra, url], (SECONDS + 30) * 1000);
+  const c1 = procs.proxy ? cpuTree(procs.proxy.child.pid!) : 0;
+  const n1 = procs.nginx.reduce((s, p) => s + cpuTree(p.child.pid!), 0);
+  if (r.code !== 0) throw new Error(`wrk failed: ${r.err}`);
+  const reqs = Number(/(\d+) requests in/.exec(r.out)?.[1] ?? 0);
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(r.out)?.[1] ?? 0);
+  const pct = (p: string) => new RegExp(`^\\s+${p}%\\s+(\\S+)`, 'm').exec(r.out)?.[1] ?? '?';
+  const errs = [/Socket errors:.*$/m.exec(r.out)?.[0], /Non-2xx.*$/m.exec(r.out)?.[0]].filter(Boolean).join('; ');
+  return {
+    rps, p50: pct('50'), p99: pct('99'), errors: errs || 'none',
+    proxyCpu: procs.proxy ? ((c1 - c0) / reqs) * 10_000 : null,
+    nginxCpu: ((n1 - n0) / reqs) * 10_000,
+  };
+}
+
+async function main() {
+  rmSync(DIR, { recursive: true, force: true });
+  const port = await freePort('127.0.8.1');
+  const vip = '127.0.8.40';
+  const addrs = ['127.0.8.41', '127.0.8.42', '127.0.8.43'];
+  const nginx = await Promise.all(addrs.map((a, i) => startNginx(DIR, `b${i + 1}`, a, port)));
+  let gw: Proc | null = null;
+  const rows: Row[] = [];
+  try {
+    gw = await startGateway(DIR, {
+      vips: [{ address: vip, ports: [port], protocols: ['tcp'], scheduler: 'rr', backends: addrs.map((a, i) => ({ id: `b${i + 1}`, address: a })) }],
+      gateway: { rules: [{ prefix: '/img/', backends: ['b3'] }], logLevel: 'warn', maxConnections: 100000 },
+    }, [{ address: vip, port }]);
+    await sleep(300);
+    const close = ['-H', 'Connection: close'];
+    const all = { proxy: null, nginx };
+    rows.push({ name: 'direct to nginx, keep-alive', ...(await wrk(`http://${addrs[0]}:${port}/`, [], all)) });
+    rows.push({ name: 'gateway, keep-alive (pinned)', ...(await wrk(`http://${vip}:${port}/`, [], { proxy: gw, nginx })) });
+    rows.push({ name: 'direct to nginx, new connection per request', ...(await wrk(`http://${addrs[0]}:${port}/`, close, all)) });
+    rows.push({ name: 'gateway, new connection per request', ...(await wrk(`http://${vip}:${port}/`, close, { proxy: gw, nginx })) });
+    rows.push({ name: 'gateway, new connection per request, /img/ rule', ...(await wrk(`http://${vip}:${port}/img/x`, close, { proxy: gw, nginx })) });
+  } finally {
+    await gw?.stop();
+    for (const n of nginx) await n.stop();
+    rmSync(DIR, { recursive: true, force: true });
+  }
+  const f = (x: number | null, d = 2) => (x === null ? '-' : x.toFixed(d));
+  const lines = [
+    `Gateway vs direct (loopback, wrk -t1 -c${CONNS} -d${SECONDS}s, nginx 1 worker per backend; ${cpus().length} cores, ${cpus()[0]?.model ?? '?'}; ${new Date().toISOString()})`,
+    '',
+    '| run | requests/s | p50 | p99 | gateway CPU s / 10k req | nginx CPU s / 10k req | errors |',
+    '|---|---:|---:|---:|---:|---:|---|',
+    ...rows.map((r) => `| ${r.name} | ${r.rps.toFixed(0)} | ${r.p50} | ${r.p99} | ${f(r.proxyCpu)} | ${f(r.nginxCpu)} | ${r.errors} |`),
+  ];
+  const text = lines.join('\n') + '\n';
+  process.stdout.write(text);
+  if (OUT) writeFileSync(OUT, text);
+}
+
+main().catch((e) => {
+  process.stderr.write(`bench/gateway: ${(e as Error).stack ?? e}\n`);
+  process.exitCode = 1;
+});
