@@ -207,7 +207,9 @@ function startLb(config: object, name: string, extra: string[] = []): Lb {
   };
   const stop = () => new Promise<{ code: number | null; final: Record<string, unknown> }>((resolve) => {
     if (proc.exitCode !== null) return resolve({ code: proc.exitCode, final: {} });
-    proc.once('exit', (code) => resolve({ code, final: out.trim() ? JSON.parse(out) : {} }));
+    // 'close', not 'exit': on a loaded machine the final counters can still be in the stdout
+    // pipe when the process has exited.
+    proc.once('close', (code) => resolve({ code, final: out.trim() ? JSON.parse(out) : {} }));
     proc.kill('SIGTERM');
   });
   return { proc, out: () => out, err: () => err, waitLog, stop };
