@@ -40,6 +40,8 @@ import { copy16 } from './mem';
 import { inspectControl } from './session/inspect';
 import { natPacket, natServerFinish } from './session/rtspnat';
 import { touchSession, hasCapacity, affinityLookup, sessionBackend } from './session/table';
+import { spliceVips, M_SPLICE } from './lb/config';
+import { spliceInput, spliceLocal } from './splice/splice';
 
 export const VERDICT_DROP: u8 = 0;
 export const VERDICT_BACKEND: u8 = 1;
@@ -167,6 +169,11 @@ function processOne(d: usize, preHash: u32): void {
   let fromBackend: i32 = -1;
   let backendSlot: i32 = -1; // NAT replies: the first backend entry with the source address
   const srcHi = load<u64>(k), srcLo = load<u64>(k, 8);
+  // TCP splicing (splice/splice.ts): segments to a splice VIP, and backend segments to our source address.
+  if (spliceVips && pProto == IPPROTO_TCP && pHasL4 &&
+    (vip >= 0 ? <u32>load<u8>(vipPtr(<u32>vip) + V_METHOD) == M_SPLICE : spliceLocal != 0 && pAddrLen == 4 && load<u32>(pDst) == spliceLocal)) {
+    return spliceInput(d, data, caplen, vip, now, load<u32>(d, 20));
+  }
   if (vip < 0) {
     vip = findVip(k);
     if (vip >= 0) dir = DIR_REPLY;

@@ -20,7 +20,9 @@ import { nullPass, hashKeys } from './baseline';
 export function abi_version(): u32 { return ABI_VERSION; }
 
 export function init(flowCapacity: u32, maxVips: u32, maxBackends: u32, ringEntries: u32, arenaBytes: u32, eventCapacity: u32, ioBytes: u32): u32 {
-  return layout(flowCapacity, maxVips, maxBackends, ringEntries, arenaBytes, eventCapacity, ioBytes);
+  const r = layout(flowCapacity, maxVips, maxBackends, ringEntries, arenaBytes, eventCapacity, ioBytes);
+  if (r == 0) spliceReset();
+  return r;
 }
 
 export function batch_size(): u32 { return BATCH; }
@@ -103,3 +105,29 @@ export function rtsp_result_size(): u32 { return RTSP_RESULT_SIZE; }
 export function rtsp_parse(msgPtr: usize, len: u32, outPtr: usize): i32 { return rtspParse(msgPtr, len, outPtr); }
 export function rtsp_parse_many(ptr: usize, count: u32, stride: u32, outPtr: usize): i32 { return rtspParseMany(ptr, count, stride, outPtr); }
 export function rtsp_parse_addr(ptr: usize, len: u32, outPtr: usize): u32 { return rtspParseAddr(ptr, len, outPtr); }
+
+// TCP splicing (assembly/splice/, docs/splice.md)
+import {
+  spliceReset, configSplice, configSpliceRule, spliceTick, spliceOutReset, outCount as spliceOutCount, spliceLive,
+} from './splice/splice';
+import { spliceOutPtr, spliceEntriesPtr, spliceCap, spliceStatsPtr, SPLICE_OUT_SLOT, SPLICE_ENTRY } from './layout';
+export function config_splice(mss: u32): u32 { return configSplice(mss); }
+export function config_splice_rule(i: u32, vip: u32, backend: u32, len: u32): u32 { return configSpliceRule(i, vip, backend, len); }
+export function splice_tick(nowMs: u32): u32 { return spliceTick(nowMs); }
+export function splice_out_ptr(): usize { return spliceOutPtr; }
+export function splice_out_count(): u32 { return spliceOutCount; }
+export function splice_out_slot(): u32 { return SPLICE_OUT_SLOT; }
+export function splice_out_reset(): void { spliceOutReset(); }
+export function splice_table_ptr(): usize { return spliceEntriesPtr; }
+export function splice_entry_size(): u32 { return SPLICE_ENTRY; }
+export function splice_capacity(): u32 { return spliceCap; }
+export function splice_count(): u32 { return spliceLive; }
+export function splice_stats_ptr(): usize { return spliceStatsPtr; }
+import { seqAdd, seqSub, seqLt, seqLeq } from './splice/seq';
+/** Test hook for the sequence arithmetic of splicing: op 0 a+b, 1 a-b, 2 a<b, 3 a<=b (serial numbers mod 2^32). */
+export function splice_seq(op: u32, a: u32, b: u32): u32 {
+  if (op == 0) return seqAdd(a, b);
+  if (op == 1) return seqSub(a, b);
+  if (op == 2) return seqLt(a, b) ? 1 : 0;
+  return seqLeq(a, b) ? 1 : 0;
+}

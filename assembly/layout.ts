@@ -86,6 +86,28 @@ export let prefetchPass: bool = false;
 export const PREFETCH_TABLE_BYTES: usize = 2 << 20;
 export let initialized: bool = false;
 
+/** TCP splicing (splice/splice.ts, docs/splice.md). */
+export const SPLICE_ENTRY: u32 = 128;
+export const SPLICE_BUF: u32 = 4096; // request bytes held per connection until the backend is chosen
+export const SPLICE_OUT_SLOTS: u32 = 256; // output queue records
+export const SPLICE_OUT_SLOT: u32 = 2048; // bytes per record
+export const SPLICE_OUT_DATA: u32 = 64; // frame offset in a record (the rest of the first 64 bytes: headroom)
+export const SPLICE_RULES: u32 = 16;
+export const SPLICE_RULE_SIZE: u32 = 64;
+export const SPLICE_PORT_BASE: u32 = 32768; // local port of entry i towards backends: base + i
+export let spliceCap: u32 = 0; // entries (a power of two: flow capacity / 64, 256..32768)
+export let spliceBufCount: u32 = 0; // buffers: entries / 8, at least 64
+export let spliceEntriesPtr: usize = 0;
+export let spliceIndexPtr: usize = 0; // u32[2 * entries]: client-key hash index (entry + 1, 0 = empty)
+export let spliceIndexMask: u32 = 0;
+export let spliceFreePtr: usize = 0; // u16[entries]: FIFO of free entries
+export let spliceBufFreePtr: usize = 0; // u16[buffers]: stack of free buffers
+export let spliceBufsPtr: usize = 0;
+export let spliceOutPtr: usize = 0;
+export let spliceTmpPtr: usize = 0; // 128 bytes: a frame under construction
+export let spliceRulesPtr: usize = 0;
+export let spliceStatsPtr: usize = 0; // u64[16]
+
 @inline function align(p: usize, a: usize): usize {
   return (p + a - 1) & ~(a - 1);
 }
@@ -159,6 +181,18 @@ export function layout(
   flowsPtr = carve(<usize>buckets * WAYS * FLOW_SIZE, 256); // flow refs use the low 8 bits
   arenaPtr = carve(arenaBytes, 64);
   ioPtr = carve(ioBytes, 64);
+  // Splicing comes last, so the regions above keep their addresses (conformance vectors name them).
+  const scap = pow2ceil(min<u32>(32768, max<u32>(256, flowCapacity >> 6)));
+  const sbufs = max<u32>(64, scap >> 3);
+  spliceStatsPtr = carve(16 * 8, 64);
+  spliceTmpPtr = carve(128, 64);
+  spliceRulesPtr = carve(SPLICE_RULES * SPLICE_RULE_SIZE, 64);
+  spliceIndexPtr = carve(<usize>scap * 8, 64);
+  spliceFreePtr = carve(<usize>scap * 2, 64);
+  spliceBufFreePtr = carve(<usize>sbufs * 2, 64);
+  spliceEntriesPtr = carve(<usize>scap * SPLICE_ENTRY, 64);
+  spliceOutPtr = carve(<usize>SPLICE_OUT_SLOTS * SPLICE_OUT_SLOT, 64);
+  spliceBufsPtr = carve(<usize>sbufs * SPLICE_BUF, 64);
   const end = carve(0, 65536);
   const have = <usize>memory.size() << 16;
   if (end > have) {
@@ -166,6 +200,10 @@ export function layout(
   }
   // Fresh pages are zero; regions below __heap_base + static data may not be.
   memory.fill(keyPtr, 0, fragsPtr - keyPtr);
+  memory.fill(spliceStatsPtr, 0, spliceOutPtr - spliceStatsPtr);
+  spliceCap = scap;
+  spliceBufCount = sbufs;
+  spliceIndexMask = scap * 2 - 1;
   maxVips = vips;
   maxBackends = backends;
   baddrMask = baddrSlots - 1;

@@ -81,6 +81,30 @@ export type EngineEvent =
 
 export const SESSION_STATES = ['free', 'active', 'closing', 'ended'] as const;
 
+/** Exports of TCP splicing (docs/abi.md "TCP splicing"); optional for hosts that do not use it. */
+export interface SpliceExports {
+  config_splice(mss: number): number;
+  config_splice_rule(i: number, vip: number, backend: number, len: number): number;
+  splice_tick(nowMs: number): number;
+  splice_out_ptr(): number;
+  splice_out_count(): number;
+  splice_out_slot(): number;
+  splice_out_reset(): void;
+  splice_table_ptr(): number;
+  splice_entry_size(): number;
+  splice_capacity(): number;
+  splice_count(): number;
+  splice_stats_ptr(): number;
+  splice_seq(op: number, a: number, b: number): number;
+}
+
+/** One frame of the splice output queue: towards a backend (side 1) or the client side (side 2). */
+export interface SpliceFrame {
+  side: 'backend' | 'client';
+  backendIndex: number;
+  frame: Uint8Array;
+}
+
 /** One record of the session table (docs/abi.md "Session record"). */
 export interface SessionRecord {
   index: number;
@@ -329,6 +353,20 @@ export class Engine {
       cursor = data + f.data.length;
     }
     return n;
+  }
+
+  /** Copies out and clears the splice output queue (frames the engine made on its own: backend SYNs, replays, RSTs). */
+  drainSplice(): SpliceFrame[] {
+    const sx = this.ex as unknown as SpliceExports;
+    const out: SpliceFrame[] = [];
+    const base = sx.splice_out_ptr(), slot = sx.splice_out_slot(), n = sx.splice_out_count();
+    for (let i = 0; i < n; i++) {
+      const r = base + i * slot;
+      const off = this.dv.getUint32(r + 4, true), len = this.dv.getUint32(r + 8, true);
+      out.push({ side: this.mem[r] === 1 ? 'backend' : 'client', backendIndex: this.dv.getUint16(r + 2, true), frame: this.mem.slice(r + off, r + off + len) });
+    }
+    sx.splice_out_reset();
+    return out;
   }
 
   /** Descriptor i's outcome after `process` (its frame copied out of linear memory). */

@@ -35,6 +35,9 @@ export const M_DR: u32 = 1;
 export const M_IPIP: u32 = 2;
 export const M_GRE: u32 = 3;
 export const M_GUE: u32 = 4;
+export const M_SPLICE: u32 = 5; // TCP splicing with delayed binding (splice/splice.ts)
+/** VIPs of method splice configured (the engine's per-packet check is skipped without them). */
+export let spliceVips: u32 = 0;
 
 export const S_MAGLEV: u32 = 0;
 export const S_RR: u32 = 1;
@@ -123,7 +126,7 @@ export function configVip(
 ): u32 {
   if (i >= maxVips) return 1;
   if (family != 4 && family != 6) return 2;
-  if (method > M_GUE) return 3;
+  if (method > M_SPLICE) return 3;
   if (sched > S_P2C) return 4;
   if (first + count > maxBackends || count > 0xffff) return 5;
   if (<u64>ringOff + ringSize > <u64>ringEntries) return 6;
@@ -132,7 +135,7 @@ export function configVip(
   store<u8>(v + V_FAMILY, <u8>family);
   store<u8>(v + V_METHOD, <u8>method);
   store<u8>(v + V_SCHED, <u8>sched);
-  store<u8>(v + V_PROTOS, <u8>protos);
+  store<u8>(v + V_PROTOS, <u8>(method == M_SPLICE ? protos & PROTO_TCP_BIT : protos));
   store<u16>(v + V_FIRST, <u16>first);
   store<u16>(v + V_COUNT, <u16>count);
   store<u32>(v + V_RING_OFF, ringOff);
@@ -230,9 +233,15 @@ export function configCommit(vips: u32, backends: u32): u32 {
   // NAT_GROW_MAX bytes (240: e.g. 4 transport specs x 2 addresses x 30 bytes), 254 in all, within
   // the 256 bytes of headroom() (config_vip_sessions must come before config_commit).
   neededHeadroom = 0;
+  spliceVips = 0;
   for (let i: u32 = 0; i < vips; i++) {
     const m = <u32>load<u8>(vipPtr(i) + V_METHOD);
     let need: u32 = m == M_NAT || m == M_DR ? 14 : 62;
+    // Splice answers in place with frames up to 74 bytes (SYN-ACK) for inputs as short as 40 (raw IP SYN).
+    if (m == M_SPLICE) {
+      need = 64;
+      spliceVips++;
+    }
     if (m == M_NAT && <u32>load<u8>(vipPtr(i) + V_POLICY) == P_SESSION) need = 14 + NAT_GROW_MAX;
     if (need > neededHeadroom) neededHeadroom = need;
   }

@@ -18,7 +18,7 @@ export const COUNTER_NAMES = [
 
 export const DROP_NAMES = [
   'none', 'truncated', 'linktype', 'bad-ip', 'no-service', 'no-backend', 'frag-orphan', 'too-big',
-  'bad-l4', 'admission',
+  'bad-l4', 'admission', 'splice',
 ] as const;
 
 export const PASS_NAMES = ['none', 'not-ip', 'not-vip', 'icmp-to-vip', 'icmp-no-flow'] as const;

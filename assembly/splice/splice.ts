@@ -1,0 +1,1116 @@
+// TCP splicing with delayed binding (docs/splice.md). For a VIP of method splice the engine answers
+// the client's handshake itself with a SYN cookie (no state per SYN), acknowledges and buffers the
+// first request (an HTTP request head or an RTSP request), chooses the backend from its content,
+// opens the backend connection itself with the client's own ISN, replays the request, and from then
+// on joins the two connections per packet: addresses and ports rewritten, the backend's sequence
+// space shifted onto the one the cookie gave the client, SACK blocks and timestamps translated,
+// windows rescaled, checksums fixed incrementally (RFC 1624).
+//
+// IPv4 only. Frames not tied to an input packet (the backend SYN, the replayed request, RSTs when
+// giving up) go to the output queue, which the host drains after process() and splice_tick().
+import {
+  spliceEntriesPtr, spliceIndexPtr, spliceIndexMask, spliceFreePtr, spliceCap, spliceBufsPtr, spliceBufFreePtr,
+  spliceBufCount, spliceOutPtr, spliceTmpPtr, spliceRulesPtr, spliceStatsPtr, keyPtr, key2Ptr, rtspResultPtr,
+  SPLICE_ENTRY, SPLICE_BUF, SPLICE_OUT_SLOTS, SPLICE_OUT_SLOT, SPLICE_OUT_DATA, SPLICE_RULES, SPLICE_RULE_SIZE,
+  SPLICE_PORT_BASE, scratchPtr,
+} from '../layout';
+import { pIsEthernet, pL3, pL4, pL3Len, pFamily, pFragment, pSrc, pDst, be16, ET_IPV4 } from '../net/parse';
+import { sumBytes, finish, delta, adjust } from '../net/csum';
+import { emitL2 } from '../net/rewrite';
+import { flowHash } from '../lb/flowhash';
+import { copy40 } from '../mem';
+import {
+  vipPtr, backendPtr, bstatPtr, bump, lbMacHi, lbMacLo, gwMacHi, gwMacLo, liveFlags, storeMac, isRtspPort,
+  V_ADDR, V_FIRST, V_COUNT, V_SCHED, V_POLICY, S_SH, P_CLIENT, B_ADDR, B_MAC, B_STATE, B_ACTIVE, B_VIP, ST_DOWN,
+  BS_PACKETS, BS_BYTES, BS_FLOWS, BS_REPLY_PACKETS, BS_REPLY_BYTES,
+} from '../lb/config';
+import { schedule } from '../lb/schedule';
+import { count, countDrop, C_TX_BACKEND, C_TX_CLIENT, C_DROPPED, D_TRUNCATED, D_NO_BACKEND, D_NO_SERVICE } from '../counters';
+import { rtspParse } from '../session/rtsp';
+import { findSession, createSession, sessionBackend } from '../session/table';
+import { seqAdd, seqSub, seqLeq, seqLt, seqMap, seqUnmap } from './seq';
+
+/** Drop reason for segments the splice consumed (handshake ACKs, SYN-ACKs from backends). */
+export const D_SPLICED: u32 = 10;
+
+// Entry states.
+export const SP_FREE: u32 = 0;
+export const SP_BUFFER: u32 = 1; // client handshake done, buffering the request
+export const SP_SYN_SENT: u32 = 2; // backend SYN sent
+export const SP_REPLAY: u32 = 3; // backend answered, buffered request replayed, not yet acknowledged
+export const SP_SPLICED: u32 = 4;
+export const SP_CLOSING: u32 = 5; // both FINs seen (or given up): removed after the close timeout
+
+// Entry record (SPLICE_ENTRY = 128 bytes).
+const E_STATE: u32 = 0; // u8
+const E_OPTS: u32 = 1; // u8 O_*
+const E_VIP: u32 = 2; // u8
+const E_TRIES: u32 = 3; // u8
+const E_CADDR: u32 = 4; // u32 client address (wire)
+const E_CPORT: u32 = 8; // u16 client port (wire)
+const E_VPORT: u32 = 10; // u16 VIP port (wire) = backend port
+const E_BACKEND: u32 = 12; // u16 global backend index
+const E_CWS: u32 = 14; // u8 client window shift
+const E_BWS: u32 = 15; // u8 backend window shift
+const E_BADDR: u32 = 16; // u32 backend address (wire)
+const E_LADDR: u32 = 20; // u32 our address towards the backend (wire)
+const E_CMSS: u32 = 24; // u16 client MSS (from the cookie)
+const E_BMSS: u32 = 26; // u16 backend MSS
+const E_CISN: u32 = 28; // u32 client ISN (also ours towards the backend)
+const E_OISN: u32 = 32; // u32 our ISN towards the client (the cookie)
+const E_BISN: u32 = 36; // u32 backend ISN
+const E_BUFFERED: u32 = 40; // u32 request bytes buffered
+const E_DEADLINE: u32 = 44; // u32 ms: retransmission deadline
+const E_SEEN: u32 = 48; // u32 ms: last packet
+const E_TSOFF: u32 = 52; // u32 backend TSval -> client TSval offset
+const E_CTSVAL: u32 = 56; // u32 client's latest TSval
+const E_OTSVAL: u32 = 60; // u32 latest TSval sent to the client
+const E_BTSVAL: u32 = 64; // u32 backend's latest TSval
+const E_CWIN: u32 = 68; // u16 client's latest window field
+const E_FIN: u32 = 70; // u8 1 client FIN, 2 backend FIN
+const E_BUFNO: u32 = 72; // u16 buffer number + 1 (0 = none)
+const E_HASH: u32 = 76; // u32 client-key flow hash (index slot)
+const E_CMAC: u32 = 80; // 6 bytes: the client side's next-hop MAC
+
+// E_OPTS bits.
+const O_CWS: u32 = 1; // client offered window scaling
+const O_CSACK: u32 = 2;
+const O_CTS: u32 = 4;
+const O_BWS: u32 = 8; // backend accepted window scaling
+const O_BSACK: u32 = 16;
+const O_BTS: u32 = 32;
+
+// Stats (u64[16] at splice_stats_ptr()).
+const ST_COOKIES_SENT: u32 = 0;
+const ST_COOKIES_VALID: u32 = 1;
+const ST_COOKIES_INVALID: u32 = 2;
+const ST_BACKEND_SYNS: u32 = 3;
+const ST_SPLICED: u32 = 4;
+const ST_REPLAY_SEGMENTS: u32 = 5;
+const ST_RETRANSMITS: u32 = 6;
+const ST_GIVE_UPS: u32 = 7;
+const ST_CLOSED: u32 = 8;
+const ST_TABLE_FULL: u32 = 9;
+const ST_OUT_FULL: u32 = 10;
+const ST_BYTES_BUFFERED: u32 = 11;
+const ST_REQUEST_TOO_BIG: u32 = 12;
+const ST_RULE_MATCHED: u32 = 13;
+const ST_SESSION_MATCHED: u32 = 14;
+const ST_TRANSLATED: u32 = 15;
+
+const TH_FIN: u32 = 1;
+const TH_SYN: u32 = 2;
+const TH_RST: u32 = 4;
+const TH_PSH: u32 = 8;
+const TH_ACK: u32 = 16;
+
+/** Window scale we announce to clients that offer scaling. */
+export const OUR_WS: u32 = 7;
+const RTO_MS: u32 = 1000;
+const MAX_TRIES: u32 = 4;
+const BUFFER_IDLE_MS: u32 = 30000;
+const CLOSE_MS: u32 = 10000;
+const IDLE_MS: u32 = 900000;
+/** The cookie's time counter advances every 64 s; a cookie is good for the current and previous step. */
+const COOKIE_SHIFT: u32 = 6;
+
+// Configuration (config_splice, config_splice_rule).
+export let spliceLocal: u32 = 0; // our source address towards backends (wire), 0 = the VIP
+export let spliceMss: u32 = 1460; // MSS announced to clients
+export let spliceLive: u32 = 0;
+let spliceHiWater: u32 = 0;
+let freeHead: u32 = 0; // FIFO of free entries (port reuse spread over the whole range)
+let freeTail: u32 = 0;
+let bufTop: u32 = 0; // stack of free buffers
+export let outCount: u32 = 0;
+
+const MSS_TABLE_0: u32 = 536;
+const MSS_TABLE_1: u32 = 1220;
+const MSS_TABLE_2: u32 = 1440;
+const MSS_TABLE_3: u32 = 1460;
+
+@inline function mssOf(i: u32): u32 {
+  return i == 0 ? MSS_TABLE_0 : i == 1 ? MSS_TABLE_1 : i == 2 ? MSS_TABLE_2 : MSS_TABLE_3;
+}
+
+@inline function stat(i: u32, by: u64 = 1): void {
+  const p = spliceStatsPtr + (<usize>i << 3);
+  store<u64>(p, load<u64>(p) + by);
+}
+
+@inline function entryPtr(i: u32): usize {
+  return spliceEntriesPtr + <usize>i * SPLICE_ENTRY;
+}
+
+@inline function bufPtr(e: usize): usize {
+  return spliceBufsPtr + <usize>(<u32>load<u16>(e + E_BUFNO) - 1) * SPLICE_BUF;
+}
+
+/** Called by init: every entry free, every buffer free. */
+export function spliceReset(): void {
+  for (let i: u32 = 0; i < spliceCap; i++) store<u16>(spliceFreePtr + (<usize>i << 1), <u16>i);
+  freeHead = 0;
+  freeTail = spliceCap;
+  for (let i: u32 = 0; i < spliceBufCount; i++) store<u16>(spliceBufFreePtr + (<usize>i << 1), <u16>i);
+  bufTop = spliceBufCount;
+  spliceLive = 0;
+  spliceHiWater = 0;
+  outCount = 0;
+}
+
+/** config_splice: MSS announced to clients (0 = 1460); our source towards backends at scratch (IPv4 mapped, 0 = VIP). */
+export function configSplice(mss: u32): u32 {
+  if (mss != 0 && (mss < 536 || mss > 9000)) return 1;
+  spliceMss = mss ? mss : 1460;
+  const s = scratchPtr;
+  if (load<u64>(s) == 0 && load<u32>(s, 8) == 0xffff0000) spliceLocal = load<u32>(s, 12);
+  else if (load<u64>(s) == 0 && load<u64>(s, 8) == 0) spliceLocal = 0;
+  else return 2;
+  return 0;
+}
+
+/** config_splice_rule: rule i sends requests to VIP vip whose URI starts with the `len` bytes at scratch to backend j (len 0 clears it). */
+export function configSpliceRule(i: u32, vip: u32, j: u32, len: u32): u32 {
+  if (i >= SPLICE_RULES) return 1;
+  if (len > SPLICE_RULE_SIZE - 8) return 2;
+  const r = spliceRulesPtr + <usize>i * SPLICE_RULE_SIZE;
+  store<u8>(r, <u8>vip);
+  store<u8>(r + 1, <u8>len);
+  store<u16>(r + 2, <u16>j);
+  memory.copy(r + 8, scratchPtr, len);
+  return 0;
+}
+
+// ---- TCP options of the current segment ----
+
+let oMss: u32 = 0;
+let oWs: i32 = -1;
+let oSack: bool = false;
+let oTs: u32 = 0; // offset of the timestamp option (kind byte) in the TCP header, 0 = none
+let oSackBlk: u32 = 0; // offset of the SACK option
+
+function parseOpts(tcp: usize, hlen: u32): void {
+  oMss = 0;
+  oWs = -1;
+  oSack = false;
+  oTs = 0;
+  oSackBlk = 0;
+  let i: u32 = 20;
+  while (i < hlen) {
+    const kind = <u32>load<u8>(tcp + i);
+    if (kind == 0) break;
+    if (kind == 1) {
+      i++;
+      continue;
+    }
+    if (i + 1 >= hlen) break;
+    const len = <u32>load<u8>(tcp + i + 1);
+    if (len < 2 || i + len > hlen) break;
+    if (kind == 2 && len == 4) oMss = be16(tcp + i + 2);
+    else if (kind == 3 && len == 3) oWs = <i32>min<u32>(14, <u32>load<u8>(tcp + i + 2));
+    else if (kind == 4 && len == 2) oSack = true;
+    else if (kind == 5 && len >= 10 && ((len - 2) & 7) == 0) oSackBlk = i;
+    else if (kind == 8 && len == 10) oTs = i;
+    i += len;
+  }
+}
+
+// ---- Checksum-tracked field updates on a segment in place ----
+
+let dTcp: u64 = 0; // accumulated TCP checksum difference
+
+@inline function sum32(w: u32): u64 {
+  return <u64>(w & 0xffff) + <u64>(w >> 16);
+}
+
+/** Stores the host-order value v big-endian at p, accumulating the checksum difference. */
+@inline function set32(p: usize, v: u32): void {
+  const old = load<u32>(p);
+  const nw = bswap<u32>(v);
+  if (old == nw) return;
+  store<u32>(p, nw);
+  dTcp += delta(sum32(old), sum32(nw));
+}
+
+/** Same for a u16 already in wire order. */
+@inline function set16w(p: usize, nw: u16): void {
+  const old = load<u16>(p);
+  if (old == nw) return;
+  store<u16>(p, nw);
+  dTcp += delta(<u64>old, <u64>nw);
+}
+
+/** Replaces `len` bytes (even offset from the TCP header start, even length) by NOPs. */
+function nopOut(tcp: usize, off: u32, len: u32): void {
+  // Option offsets may be odd; sum the 16-bit words covering the range, as aligned to the header.
+  const a = off & ~1, b = (off + len + 1) & ~1;
+  const before = sumBytes(tcp + a, b - a);
+  for (let i: u32 = 0; i < len; i++) store<u8>(tcp + off + i, 1);
+  dTcp += delta(before, sumBytes(tcp + a, b - a));
+}
+
+/** A window field rescaled from shift `inS` to shift `outS`, capped at 65535. */
+@inline function rescale(win: u32, inS: u32, outS: u32): u32 {
+  if (inS == outS) return win;
+  const w = (<u64>win << inS) >> outS;
+  return w > 0xffff ? 0xffff : <u32>w;
+}
+
+// ---- Cookies ----
+
+function cookieHash(k: usize, cisn: u32, t: u32, marker: u32, bits: u32): u32 {
+  const k2 = key2Ptr;
+  copy40(k2, k);
+  store<u32>(k2, load<u32>(k2) ^ cisn); // IPv4-mapped: bytes 0..3 are zero, so this is injective
+  store<u8>(k2 + 37, <u8>marker);
+  store<u8>(k2 + 38, <u8>t);
+  store<u8>(k2 + 39, <u8>bits);
+  return flowHash(k2);
+}
+
+/**
+ * The ISN for a SYN-ACK: 22 bits of a keyed hash of (4-tuple, client ISN, time step, option bits)
+ * over 10 bits that carry the time step's low 3 bits, SACK-permitted, the window shift (15 = none)
+ * and the MSS index, masked with a second hash that depends on neither time nor options (so they
+ * can be read back before the first hash is checked; every bit is authenticated by it).
+ */
+export function makeCookie(k: usize, cisn: u32, nowS: u32, mssIdx: u32, ws: u32, sack: u32): u32 {
+  const t = (nowS >> COOKIE_SHIFT) & 0xff;
+  const low = ((t & 7) << 7) | (sack << 6) | (ws << 2) | mssIdx;
+  const h0 = cookieHash(k, cisn, 0, 0xa5, 0);
+  const ht = cookieHash(k, cisn, t, 0x5a, low & 0x7f);
+  return (ht & 0xfffffc00) | ((low ^ h0) & 0x3ff);
+}
+
+/** The cookie's 7 option bits (sack << 6 | ws << 2 | mss index), or -1 when forged or expired. */
+export function checkCookie(k: usize, cisn: u32, isn: u32, nowS: u32): i32 {
+  const h0 = cookieHash(k, cisn, 0, 0xa5, 0);
+  const low = (isn ^ h0) & 0x3ff;
+  const tn = nowS >> COOKIE_SHIFT;
+  const age = (tn - (low >> 7)) & 7;
+  if (age > 1) return -1;
+  const ht = cookieHash(k, cisn, (tn - age) & 0xff, 0x5a, low & 0x7f);
+  if ((ht ^ isn) & 0xfffffc00) return -1;
+  return <i32>(low & 0x7f);
+}
+
+// ---- Frame building ----
+
+function writeEth(p: usize, dstMac: usize): void {
+  store<u32>(p, load<u32>(dstMac));
+  store<u16>(p + 4, load<u16>(dstMac + 4));
+  storeMac(p + 6, lbMacHi, lbMacLo);
+  store<u16>(p + 12, bswap<u16>(<u16>ET_IPV4));
+}
+
+/** Options of a SYN or SYN-ACK at o; returns their length (a multiple of 4). */
+function writeSynOpts(o: usize, mss: u32, ws: i32, sack: bool, ts: bool, tsval: u32, tsecr: u32): u32 {
+  store<u8>(o, 2);
+  store<u8>(o + 1, 4);
+  store<u16>(o + 2, bswap<u16>(<u16>mss));
+  let n: u32 = 4;
+  if (ts) {
+    if (sack) {
+      store<u8>(o + n, 4);
+      store<u8>(o + n + 1, 2);
+    } else {
+      store<u8>(o + n, 1);
+      store<u8>(o + n + 1, 1);
+    }
+    store<u8>(o + n + 2, 8);
+    store<u8>(o + n + 3, 10);
+    store<u32>(o + n + 4, bswap<u32>(tsval));
+    store<u32>(o + n + 8, bswap<u32>(tsecr));
+    n += 12;
+  } else if (sack) {
+    store<u32>(o + n, 0x02040101); // NOP NOP SACK-permitted
+    n += 4;
+  }
+  if (ws >= 0) {
+    store<u8>(o + n, 1);
+    store<u8>(o + n + 1, 3);
+    store<u8>(o + n + 2, 3);
+    store<u8>(o + n + 3, <u8>ws);
+    n += 4;
+  }
+  return n;
+}
+
+function writeTsOpt(o: usize, tsval: u32, tsecr: u32): u32 {
+  store<u32>(o, 0x0a080101); // NOP NOP kind 8 len 10
+  store<u32>(o + 4, bswap<u32>(tsval));
+  store<u32>(o + 8, bswap<u32>(tsecr));
+  return 12;
+}
+
+/**
+ * IPv4 + TCP headers at ip (options and payload already in place after the 20-byte TCP header),
+ * with both checksums computed. Returns the IP datagram length.
+ */
+function writeIpTcp(ip: usize, src: u32, dst: u32, sport: u16, dport: u16, seq: u32, ack: u32, flags: u32, win: u32, optLen: u32, payLen: u32): u32 {
+  const tcpLen = 20 + optLen + payLen;
+  const total = 20 + tcpLen;
+  store<u8>(ip, 0x45);
+  store<u8>(ip + 1, 0);
+  store<u16>(ip + 2, bswap<u16>(<u16>total));
+  store<u32>(ip + 4, 0x40); // id 0, DF
+  store<u8>(ip + 8, 64);
+  store<u8>(ip + 9, 6);
+  store<u16>(ip + 10, 0);
+  store<u32>(ip + 12, src);
+  store<u32>(ip + 16, dst);
+  store<u16>(ip + 10, <u16>finish(sumBytes(ip, 20)));
+  const t = ip + 20;
+  store<u16>(t, sport);
+  store<u16>(t + 2, dport);
+  store<u32>(t + 4, bswap<u32>(seq));
+  store<u32>(t + 8, bswap<u32>(ack));
+  store<u8>(t + 12, <u8>(((20 + optLen) >> 2) << 4));
+  store<u8>(t + 13, <u8>flags);
+  store<u16>(t + 14, bswap<u16>(<u16>win));
+  store<u16>(t + 16, 0);
+  store<u16>(t + 18, 0);
+  const pseudo = sumBytes(ip + 12, 8) + <u64>bswap<u16>(6) + <u64>bswap<u16>(<u16>tcpLen);
+  store<u16>(t + 16, <u16>finish(sumBytes(t, tcpLen) + pseudo));
+  return total;
+}
+
+/** Replaces the descriptor's frame by the Ethernet frame of `len` bytes at tmp (growing into headroom if needed). */
+function placeFrame(d: usize, data: usize, caplen: u32, tmp: usize, len: u32): void {
+  const start = len > caplen ? data + caplen - len : data;
+  memory.copy(start, tmp, len);
+  store<u32>(d, <u32>start);
+  store<u32>(d, len, 4);
+  store<u32>(d, len, 8);
+}
+
+/** The next free output-queue frame (SPLICE_OUT_DATA bytes into its slot), or 0 when the queue is full. */
+function outFrame(): usize {
+  if (outCount >= SPLICE_OUT_SLOTS) {
+    stat(ST_OUT_FULL);
+    return 0;
+  }
+  return spliceOutPtr + <usize>outCount * SPLICE_OUT_SLOT + SPLICE_OUT_DATA;
+}
+
+function outCommit(side: u32, j: u32, len: u32): void {
+  const r = spliceOutPtr + <usize>outCount * SPLICE_OUT_SLOT;
+  store<u8>(r, <u8>side);
+  store<u8>(r + 1, 0);
+  store<u16>(r + 2, <u16>j);
+  store<u32>(r + 4, SPLICE_OUT_DATA);
+  store<u32>(r + 8, len);
+  store<u32>(r + 12, 0);
+  outCount++;
+}
+
+export function spliceOutReset(): void {
+  outCount = 0;
+}
+
+// ---- Table ----
+
+function lookupClient(k: usize, h: u32): i32 {
+  const caddr = load<u32>(k, 12), ports = load<u32>(k, 32), vaddr = load<u32>(k, 28);
+  let s = h & spliceIndexMask;
+  while (true) {
+    const v = load<u32>(spliceIndexPtr + (<usize>s << 2));
+    if (v == 0) return -1;
+    const e = entryPtr(v - 1);
+    if (load<u32>(e + E_CADDR) == caddr && load<u32>(e + E_CPORT) == ports &&
+      load<u32>(vipPtr(<u32>load<u8>(e + E_VIP)) + V_ADDR + 12) == vaddr) return <i32>(v - 1);
+    s = (s + 1) & spliceIndexMask;
+  }
+}
+
+function indexRemove(i: u32, h: u32): void {
+  let s = h & spliceIndexMask;
+  while (load<u32>(spliceIndexPtr + (<usize>s << 2)) != i + 1) s = (s + 1) & spliceIndexMask;
+  // Backward-shift deletion (linear probing): no tombstones.
+  let hole = s;
+  let j = (s + 1) & spliceIndexMask;
+  while (true) {
+    const v = load<u32>(spliceIndexPtr + (<usize>j << 2));
+    if (v == 0) break;
+    const home = load<u32>(entryPtr(v - 1) + E_HASH) & spliceIndexMask;
+    if (((j - home) & spliceIndexMask) >= ((j - hole) & spliceIndexMask)) {
+      store<u32>(spliceIndexPtr + (<usize>hole << 2), v);
+      hole = j;
+    }
+    j = (j + 1) & spliceIndexMask;
+  }
+  store<u32>(spliceIndexPtr + (<usize>hole << 2), 0);
+}
+
+function entryAlloc(h: u32): i32 {
+  if (freeHead == freeTail || bufTop == 0) {
+    stat(ST_TABLE_FULL);
+    return -1;
+  }
+  const i = <u32>load<u16>(spliceFreePtr + (<usize>(freeHead & (spliceCap - 1)) << 1));
+  freeHead++;
+  bufTop--;
+  const e = entryPtr(i);
+  memory.fill(e, 0, SPLICE_ENTRY);
+  store<u16>(e + E_BUFNO, load<u16>(spliceBufFreePtr + (<usize>bufTop << 1)) + 1);
+  store<u32>(e + E_HASH, h);
+  let s = h & spliceIndexMask;
+  while (load<u32>(spliceIndexPtr + (<usize>s << 2)) != 0) s = (s + 1) & spliceIndexMask;
+  store<u32>(spliceIndexPtr + (<usize>s << 2), i + 1);
+  if (i + 1 > spliceHiWater) spliceHiWater = i + 1;
+  spliceLive++;
+  return <i32>i;
+}
+
+function releaseBuffer(e: usize): void {
+  const b = <u32>load<u16>(e + E_BUFNO);
+  if (!b) return;
+  store<u16>(spliceBufFreePtr + (<usize>bufTop << 1), <u16>(b - 1));
+  bufTop++;
+  store<u16>(e + E_BUFNO, 0);
+}
+
+function entryFree(i: u32): void {
+  const e = entryPtr(i);
+  const st = <u32>load<u8>(e + E_STATE);
+  if (st == SP_FREE) return;
+  indexRemove(i, load<u32>(e + E_HASH));
+  releaseBuffer(e);
+  if (st >= SP_SYN_SENT) {
+    const a = backendPtr(<u32>load<u16>(e + E_BACKEND)) + B_ACTIVE;
+    const x = load<u32>(a);
+    if (x) store<u32>(a, x - 1);
+  }
+  store<u8>(e + E_STATE, <u8>SP_FREE);
+  store<u16>(spliceFreePtr + (<usize>(freeTail & (spliceCap - 1)) << 1), <u16>i);
+  freeTail++;
+  spliceLive--;
+  stat(ST_CLOSED);
+}
+
+@inline function localPort(i: u32): u16 {
+  return bswap<u16>(<u16>(SPLICE_PORT_BASE + i));
+}
+
+// ---- Verdicts ----
+
+function absorb(d: usize): void {
+  store<u8>(d, 0, 24);
+  store<u8>(d, <u8>D_SPLICED, 25);
+  count(C_DROPPED);
+  countDrop(D_SPLICED);
+}
+
+function dropWith(d: usize, reason: u32): void {
+  store<u8>(d, 0, 24);
+  store<u8>(d, <u8>reason, 25);
+  count(C_DROPPED);
+  countDrop(reason);
+}
+
+function toClient(d: usize, j: u32): void {
+  store<u8>(d, 2, 24);
+  store<u16>(d, <u16>j, 26);
+  const s = bstatPtr(j);
+  bump(s + BS_REPLY_PACKETS, 1);
+  bump(s + BS_REPLY_BYTES, load<u32>(d, 8));
+  count(C_TX_CLIENT);
+}
+
+function toBackendV(d: usize, j: u32): void {
+  store<u8>(d, 1, 24);
+  store<u16>(d, <u16>j, 26);
+  const s = bstatPtr(j);
+  bump(s + BS_PACKETS, 1);
+  bump(s + BS_BYTES, load<u32>(d, 8));
+  count(C_TX_BACKEND);
+}
+
+/** The client side's next hop: the gateway in live mode or for non-Ethernet input, else the frame's source MAC. */
+function clientMac(e: usize, data: usize): void {
+  if ((liveFlags & 1) != 0 || !pIsEthernet) storeMac(e + E_CMAC, gwMacHi, gwMacLo);
+  else {
+    store<u32>(e + E_CMAC, load<u32>(data + 6));
+    store<u16>(e + E_CMAC + 4, load<u16>(data + 10));
+  }
+}
+
+/** Our window towards the client while we hold its request: the buffer room, in its scale. */
+function ourWindow(e: usize): u32 {
+  const room = SPLICE_BUF - load<u32>(e + E_BUFFERED);
+  const sh = (<u32>load<u8>(e + E_OPTS) & O_CWS) ? OUR_WS : 0;
+  let w = room >> sh;
+  if (w == 0 && room > 0) w = 1;
+  return min<u32>(0xffff, w);
+}
+
+/** A segment from us to the client of entry e (frame at f, Ethernet); returns its length. */
+function buildToClient(f: usize, e: usize, vip: u32, seq: u32, ack: u32, flags: u32, win: u32, nowMs: u32): u32 {
+  writeEth(f, e + E_CMAC);
+  let ol: u32 = 0;
+  if (<u32>load<u8>(e + E_OPTS) & O_CTS) {
+    const tv = nowTs(e, nowMs);
+    ol = writeTsOpt(f + 54, tv, load<u32>(e + E_CTSVAL));
+  }
+  return 14 + writeIpTcp(f + 14, load<u32>(vipPtr(vip) + V_ADDR + 12), load<u32>(e + E_CADDR),
+    load<u16>(e + E_VPORT), load<u16>(e + E_CPORT), seq, ack, flags, win, ol, 0);
+}
+
+/** A TSval for our own segments to the client: never behind what the client has seen from us. */
+function nowTs(e: usize, nowMs: u32): u32 {
+  const last = load<u32>(e + E_OTSVAL);
+  const v = seqLt(last, nowMs) ? nowMs : last;
+  store<u32>(e + E_OTSVAL, v);
+  return v;
+}
+
+// ---- Entry points from the engine ----
+
+/**
+ * A TCP segment for a splice VIP (vip >= 0, client or backend side) or for our configured source
+ * address (vip < 0, backend side only). keyPtr holds the source address at +0 and the destination
+ * at +16 (16-byte form).
+ */
+export function spliceInput(d: usize, data: usize, caplen: u32, vip: i32, nowS: u32, nsec: u32): void {
+  if (pFamily != 4 || pFragment) return dropWith(d, D_NO_SERVICE);
+  if (pL4 + 20 > caplen) return dropWith(d, D_TRUNCATED);
+  const tcp = data + pL4;
+  const hlen = (<u32>load<u8>(tcp + 12) >> 4) << 2;
+  if (hlen < 20 || pL4 + hlen > caplen) return dropWith(d, D_TRUNCATED);
+  const nowMs = nowS * 1000 + nsec / 1000000;
+  // Backend side: our local port names the entry.
+  const dport = <u32>bswap<u16>(load<u16>(tcp + 2));
+  if (dport >= SPLICE_PORT_BASE && dport - SPLICE_PORT_BASE < spliceCap) {
+    const i = dport - SPLICE_PORT_BASE;
+    const e = entryPtr(i);
+    if (<u32>load<u8>(e + E_STATE) >= SP_SYN_SENT && load<u32>(e + E_BADDR) == load<u32>(pSrc) &&
+      load<u16>(e + E_VPORT) == load<u16>(tcp) && load<u32>(e + E_LADDR) == load<u32>(pDst)) {
+      return fromBackend(d, data, caplen, tcp, hlen, i, e, nowS, nowMs);
+    }
+  }
+  if (vip < 0) return dropWith(d, D_NO_SERVICE);
+  fromClient(d, data, caplen, tcp, hlen, <u32>vip, nowS, nowMs);
+}
+
+function payloadEnd(caplen: u32): u32 {
+  const end = pL3 + pL3Len;
+  return end < caplen ? end : caplen;
+}
+
+function fromClient(d: usize, data: usize, caplen: u32, tcp: usize, hlen: u32, vip: u32, nowS: u32, nowMs: u32): void {
+  const k = keyPtr;
+  store<u16>(k, load<u16>(tcp), 32);
+  store<u16>(k, load<u16>(tcp + 2), 34);
+  store<u32>(k, 6, 36);
+  const h = flowHash(k);
+  const flags = <u32>load<u8>(tcp + 13);
+  const seq = bswap<u32>(load<u32>(tcp + 4));
+  const ack = bswap<u32>(load<u32>(tcp + 8));
+  const found = lookupClient(k, h);
+  if (found < 0) {
+    if (flags & TH_RST) return absorb(d);
+    if ((flags & (TH_SYN | TH_ACK)) == TH_SYN) return synCookie(d, data, caplen, tcp, hlen, k, vip, seq, nowS, nowMs);
+    if ((flags & (TH_SYN | TH_ACK)) != TH_ACK) return absorb(d);
+    const bits = checkCookie(k, seq - 1, ack - 1, nowS);
+    if (bits < 0) {
+      stat(ST_COOKIES_INVALID);
+      // No connection: RST (RFC 793: an ACK for nothing gets a reset with seq = its ack).
+      const tmp = spliceTmpPtr;
+      if (pIsEthernet && (liveFlags & 1) == 0) {
+        store<u32>(tmp + 120, load<u32>(data + 6));
+        store<u16>(tmp + 124, load<u16>(data + 10));
+      } else storeMac(tmp + 120, gwMacHi, gwMacLo);
+      writeEth(tmp, tmp + 120);
+      const len = 14 + writeIpTcp(tmp + 14, load<u32>(pDst), load<u32>(pSrc), load<u16>(tcp + 2), load<u16>(tcp), ack, 0, TH_RST, 0, 0, 0);
+      placeFrame(d, data, caplen, tmp, len);
+      store<u8>(d, 2, 24);
+      store<u16>(d, 0, 26);
+      count(C_TX_CLIENT);
+      return;
+    }
+    stat(ST_COOKIES_VALID);
+    const ii = entryAlloc(h);
+    if (ii < 0) return absorb(d); // the client retransmits its data; the cookie stays good for a while
+    const e = entryPtr(<u32>ii);
+    const b = <u32>bits;
+    parseOpts(tcp, hlen);
+    let opts: u32 = 0;
+    if (((b >> 2) & 15) != 15) {
+      opts |= O_CWS;
+      store<u8>(e + E_CWS, <u8>((b >> 2) & 15));
+    }
+    if (b & 64) opts |= O_CSACK;
+    if (oTs) {
+      opts |= O_CTS;
+      store<u32>(e + E_CTSVAL, bswap<u32>(load<u32>(tcp + oTs + 2)));
+      store<u32>(e + E_OTSVAL, bswap<u32>(load<u32>(tcp + oTs + 6)));
+    }
+    store<u8>(e + E_STATE, <u8>SP_BUFFER);
+    store<u8>(e + E_OPTS, <u8>opts);
+    store<u8>(e + E_VIP, <u8>vip);
+    store<u32>(e + E_CADDR, load<u32>(pSrc));
+    store<u16>(e + E_CPORT, load<u16>(tcp));
+    store<u16>(e + E_VPORT, load<u16>(tcp + 2));
+    store<u16>(e + E_CMSS, <u16>mssOf(b & 3));
+    store<u32>(e + E_CISN, seq - 1);
+    store<u32>(e + E_OISN, ack - 1);
+    store<u32>(e + E_LADDR, spliceLocal ? spliceLocal : load<u32>(pDst));
+    store<u16>(e + E_CWIN, load<u16>(tcp + 14));
+    store<u32>(e + E_SEEN, nowMs);
+    clientMac(e, data);
+    return buffering(d, data, caplen, tcp, hlen, <u32>ii, e, vip, seq, flags, nowS, nowMs);
+  }
+  const i = <u32>found;
+  const e = entryPtr(i);
+  store<u32>(e + E_SEEN, nowMs);
+  const st = <u32>load<u8>(e + E_STATE);
+  if (st == SP_BUFFER || st == SP_SYN_SENT) {
+    if ((flags & TH_SYN) != 0) return absorb(d);
+    if (flags & TH_RST) {
+      entryFree(i);
+      return absorb(d);
+    }
+    if (oTsOf(tcp, hlen)) store<u32>(e + E_CTSVAL, bswap<u32>(load<u32>(tcp + oTs + 2)));
+    store<u16>(e + E_CWIN, load<u16>(tcp + 14));
+    return buffering(d, data, caplen, tcp, hlen, i, e, vip, seq, flags, nowS, nowMs);
+  }
+  clientToBackend(d, data, caplen, tcp, hlen, i, e, flags);
+}
+
+@inline function oTsOf(tcp: usize, hlen: u32): u32 {
+  parseOpts(tcp, hlen);
+  return oTs;
+}
+
+/** Answers a SYN with a SYN-ACK whose ISN is the cookie, in place (verdict 2). No state is kept. */
+function synCookie(d: usize, data: usize, caplen: u32, tcp: usize, hlen: u32, k: usize, vip: u32, seq: u32, nowS: u32, nowMs: u32): void {
+  parseOpts(tcp, hlen);
+  const cmss = oMss ? oMss : 536;
+  let mi: u32 = 0;
+  if (cmss >= MSS_TABLE_3) mi = 3;
+  else if (cmss >= MSS_TABLE_2) mi = 2;
+  else if (cmss >= MSS_TABLE_1) mi = 1;
+  const ws: u32 = oWs >= 0 ? <u32>oWs : 15;
+  const sack: u32 = oSack ? 1 : 0;
+  const isn = makeCookie(k, seq, nowS, mi, ws, sack);
+  const tmp = spliceTmpPtr;
+  // Next hop back to the client.
+  if (pIsEthernet && (liveFlags & 1) == 0) {
+    store<u32>(tmp + 120, load<u32>(data + 6));
+    store<u16>(tmp + 124, load<u16>(data + 10));
+  } else storeMac(tmp + 120, gwMacHi, gwMacLo);
+  writeEth(tmp, tmp + 120);
+  const ts = oTs != 0;
+  const tsecr = ts ? bswap<u32>(load<u32>(tcp + oTs + 2)) : 0;
+  const ol = writeSynOpts(tmp + 54, spliceMss, oWs >= 0 ? <i32>OUR_WS : -1, oSack, ts, nowMs, tsecr);
+  const len = 14 + writeIpTcp(tmp + 14, load<u32>(pDst), load<u32>(pSrc), load<u16>(tcp + 2), load<u16>(tcp),
+    isn, seq + 1, TH_SYN | TH_ACK, 0xffff, ol, 0);
+  placeFrame(d, data, caplen, tmp, len);
+  store<u8>(d, 2, 24);
+  store<u16>(d, 0, 26);
+  count(C_TX_CLIENT);
+  stat(ST_COOKIES_SENT);
+}
+
+/** Client segment while the request is held: buffer in-order bytes, answer with an ACK in place. */
+function buffering(d: usize, data: usize, caplen: u32, tcp: usize, hlen: u32, i: u32, e: usize, vip: u32, seq: u32, flags: u32, nowS: u32, nowMs: u32): void {
+  const start = pL4 + hlen;
+  const end = payloadEnd(caplen);
+  const pay = end > start ? end - start : 0;
+  if (flags & TH_FIN) {
+    // A client closing before its request is complete: not served (docs/splice.md).
+    const tmp = spliceTmpPtr;
+    const len = buildToClient(tmp, e, vip, load<u32>(e + E_OISN) + 1, seq + pay + 1, TH_RST | TH_ACK, 0, nowMs);
+    placeFrame(d, data, caplen, tmp, len);
+    store<u8>(d, 2, 24);
+    store<u16>(d, 0, 26);
+    count(C_TX_CLIENT);
+    entryFree(i);
+    return;
+  }
+  if (!pay) return absorb(d);
+  const buffered = load<u32>(e + E_BUFFERED);
+  const expected = load<u32>(e + E_CISN) + 1 + buffered;
+  if (seq == expected && buffered < SPLICE_BUF && load<u8>(e + E_STATE) == <u8>SP_BUFFER) {
+    const n = min<u32>(pay, SPLICE_BUF - buffered);
+    memory.copy(bufPtr(e) + buffered, data + start, n);
+    store<u32>(e + E_BUFFERED, buffered + n);
+    stat(ST_BYTES_BUFFERED, n);
+  }
+  const nb = load<u32>(e + E_BUFFERED);
+  const tmp = spliceTmpPtr;
+  const len = buildToClient(tmp, e, vip, load<u32>(e + E_OISN) + 1, load<u32>(e + E_CISN) + 1 + nb, TH_ACK, ourWindow(e), nowMs);
+  placeFrame(d, data, caplen, tmp, len);
+  store<u8>(d, 2, 24);
+  store<u16>(d, 0, 26);
+  count(C_TX_CLIENT);
+  if (load<u8>(e + E_STATE) == <u8>SP_BUFFER && (nb == SPLICE_BUF || requestComplete(bufPtr(e), nb))) {
+    if (nb == SPLICE_BUF) stat(ST_REQUEST_TOO_BIG);
+    connect(i, e, vip, nowMs);
+  }
+}
+
+/** Whether the buffer holds a whole request head: an empty line (CRLF CRLF or LF LF) after the start line. */
+export function requestComplete(p: usize, n: u32): bool {
+  for (let x: u32 = 3; x < n; x++) {
+    if (load<u8>(p + x) == 10) {
+      if (load<u8>(p + x - 1) == 10) return true;
+      if (load<u8>(p + x - 1) == 13 && load<u8>(p + x - 2) == 10) return true;
+    }
+  }
+  return n >= 2 && load<u8>(p + 1) == 10 && load<u8>(p) == 10;
+}
+
+/** The backend for the buffered request: an RTSP session's, a URL rule's, or the scheduler's. */
+function chooseBackend(e: usize, vip: u32): i32 {
+  const v = vipPtr(vip);
+  const p = bufPtr(e);
+  const n = load<u32>(e + E_BUFFERED);
+  const res = rtspResultPtr;
+  // RTSP request with a Session header naming a live session: that session's backend.
+  if (rtspParse(p, n, res) > 0 && load<u8>(res + 4) == 1 && (load<u32>(res + 12) & 2)) {
+    const sp = load<u32>(res + 52);
+    const s = findSession(vip, p + (sp & 0xffff), sp >> 16);
+    if (s >= 0) {
+      const j = sessionBackend(<u32>s);
+      if (<u32>load<u8>(backendPtr(j) + B_STATE) != ST_DOWN) {
+        stat(ST_SESSION_MATCHED);
+        return <i32>j;
+      }
+    }
+  }
+  // URI: the second token of the request line.
+  let a: u32 = 0;
+  while (a < n && load<u8>(p + a) != 32) a++;
+  a++;
+  let b = a;
+  while (b < n && load<u8>(p + b) != 32 && load<u8>(p + b) != 13 && load<u8>(p + b) != 10) b++;
+  if (b <= n && a < b) {
+    const first = <u32>load<u16>(v + V_FIRST), cnt = <u32>load<u16>(v + V_COUNT);
+    for (let r: u32 = 0; r < SPLICE_RULES; r++) {
+      const rp = spliceRulesPtr + <usize>r * SPLICE_RULE_SIZE;
+      const len = <u32>load<u8>(rp + 1);
+      if (!len || <u32>load<u8>(rp) != vip || len > b - a) continue;
+      let same = true;
+      for (let x: u32 = 0; x < len; x++) {
+        if (load<u8>(rp + 8 + x) != load<u8>(p + a + x)) {
+          same = false;
+          break;
+        }
+      }
+      const j = <u32>load<u16>(rp + 2);
+      if (same && j >= first && j < first + cnt && <u32>load<u8>(backendPtr(j) + B_STATE) != ST_DOWN) {
+        stat(ST_RULE_MATCHED);
+        return <i32>j;
+      }
+    }
+  }
+  let sh: u32 = 0;
+  const k = keyPtr;
+  // keyPtr holds this connection's client key (fromClient built it).
+  if (<u32>load<u8>(v + V_SCHED) == S_SH || <u32>load<u8>(v + V_POLICY) == P_CLIENT) {
+    const k2 = key2Ptr;
+    memory.fill(k2, 0, 40);
+    store<u64>(k2, load<u64>(k));
+    store<u64>(k2, load<u64>(k, 8), 8);
+    sh = flowHash(k2);
+  }
+  return schedule(vip, load<u32>(e + E_HASH), sh);
+}
+
+function connect(i: u32, e: usize, vip: u32, nowMs: u32): void {
+  const j = chooseBackend(e, vip);
+  if (j < 0) {
+    // No backend: reset the client (queued, the in-place frame is already its ACK).
+    resetClient(e, vip, nowMs);
+    entryFree(i);
+    return;
+  }
+  const b = backendPtr(<u32>j);
+  store<u16>(e + E_BACKEND, <u16>j);
+  store<u32>(e + E_BADDR, load<u32>(b + B_ADDR + 12));
+  store<u8>(e + E_STATE, <u8>SP_SYN_SENT);
+  store<u8>(e + E_TRIES, 0);
+  store<u32>(e + E_DEADLINE, nowMs + RTO_MS);
+  const a = b + B_ACTIVE;
+  store<u32>(a, load<u32>(a) + 1);
+  bump(bstatPtr(<u32>j) + BS_FLOWS, 1);
+  sendBackendSyn(i, e);
+}
+
+function sendBackendSyn(i: u32, e: usize): void {
+  const f = outFrame();
+  if (!f) return;
+  const j = <u32>load<u16>(e + E_BACKEND);
+  const opts = <u32>load<u8>(e + E_OPTS);
+  writeEth(f, backendPtr(j) + B_MAC);
+  const cws = <u32>load<u8>(e + E_CWS);
+  const ol = writeSynOpts(f + 54, <u32>load<u16>(e + E_CMSS), (opts & O_CWS) ? <i32>cws : -1, (opts & O_CSACK) != 0,
+    (opts & O_CTS) != 0, load<u32>(e + E_CTSVAL), 0);
+  const win = rescale(<u32>bswap<u16>(load<u16>(e + E_CWIN)), (opts & O_CWS) ? cws : 0, 0);
+  const len = 14 + writeIpTcp(f + 14, load<u32>(e + E_LADDR), load<u32>(e + E_BADDR), localPort(i), load<u16>(e + E_VPORT),
+    load<u32>(e + E_CISN), 0, TH_SYN, win, ol, 0);
+  outCommit(1, j, len);
+  stat(ST_BACKEND_SYNS);
+}
+
+/** Queues the buffered request to the backend in MSS-sized segments. */
+function sendReplay(i: u32, e: usize): void {
+  const j = <u32>load<u16>(e + E_BACKEND);
+  const opts = <u32>load<u8>(e + E_OPTS);
+  const n = load<u32>(e + E_BUFFERED);
+  let mss = <u32>load<u16>(e + E_BMSS);
+  if (!mss) mss = 536;
+  const ts = (opts & O_CTS) != 0 && (opts & O_BTS) != 0;
+  const cap = SPLICE_OUT_SLOT - SPLICE_OUT_DATA - 54 - 12;
+  if (mss > cap) mss = cap;
+  if (ts && mss > 12) mss -= 12; // the MSS counts options in every segment (RFC 6691)
+  const inS = (opts & O_CWS) ? <u32>load<u8>(e + E_CWS) : 0;
+  const outS = (opts & O_BWS) ? inS : 0;
+  const win = rescale(<u32>bswap<u16>(load<u16>(e + E_CWIN)), inS, outS);
+  const src = bufPtr(e);
+  for (let off: u32 = 0; off < n; off += mss) {
+    const f = outFrame();
+    if (!f) return;
+    const seg = min<u32>(mss, n - off);
+    writeEth(f, backendPtr(j) + B_MAC);
+    let ol: u32 = 0;
+    if (ts) ol = writeTsOpt(f + 54, load<u32>(e + E_CTSVAL), load<u32>(e + E_BTSVAL));
+    memory.copy(f + 54 + ol, src + off, seg);
+    const len = 14 + writeIpTcp(f + 14, load<u32>(e + E_LADDR), load<u32>(e + E_BADDR), localPort(i), load<u16>(e + E_VPORT),
+      load<u32>(e + E_CISN) + 1 + off, load<u32>(e + E_BISN) + 1, TH_ACK | (off + seg == n ? TH_PSH : 0), win, ol, seg);
+    outCommit(1, j, len);
+    stat(ST_REPLAY_SEGMENTS);
+  }
+}
+
+function resetClient(e: usize, vip: u32, nowMs: u32): void {
+  const f = outFrame();
+  if (!f) return;
+  const len = buildToClient(f, e, vip, load<u32>(e + E_OISN) + 1, load<u32>(e + E_CISN) + 1 + load<u32>(e + E_BUFFERED),
+    TH_RST | TH_ACK, 0, nowMs);
+  outCommit(2, <u32>load<u16>(e + E_BACKEND), len);
+}
+
+function fromBackend(d: usize, data: usize, caplen: u32, tcp: usize, hlen: u32, i: u32, e: usize, nowS: u32, nowMs: u32): void {
+  const flags = <u32>load<u8>(tcp + 13);
+  const seq = bswap<u32>(load<u32>(tcp + 4));
+  const ack = bswap<u32>(load<u32>(tcp + 8));
+  const st = <u32>load<u8>(e + E_STATE);
+  const vip = <u32>load<u8>(e + E_VIP);
+  store<u32>(e + E_SEEN, nowMs);
+  if (st == SP_SYN_SENT) {
+    if ((flags & TH_RST) && (flags & TH_ACK) && ack == load<u32>(e + E_CISN) + 1) {
+      // Refused: the client learns it from an RST of ours.
+      stat(ST_GIVE_UPS);
+      const tmp = spliceTmpPtr;
+      const len = buildToClient(tmp, e, vip, load<u32>(e + E_OISN) + 1, load<u32>(e + E_CISN) + 1 + load<u32>(e + E_BUFFERED),
+        TH_RST | TH_ACK, 0, nowMs);
+      placeFrame(d, data, caplen, tmp, len);
+      toClient(d, <u32>load<u16>(e + E_BACKEND));
+      entryFree(i);
+      return;
+    }
+    if ((flags & (TH_SYN | TH_ACK | TH_RST)) != (TH_SYN | TH_ACK) || ack != load<u32>(e + E_CISN) + 1) return absorb(d);
+    parseOpts(tcp, hlen);
+    let opts = <u32>load<u8>(e + E_OPTS);
+    if (oWs >= 0 && (opts & O_CWS)) {
+      opts |= O_BWS;
+      store<u8>(e + E_BWS, <u8>oWs);
+    }
+    if (oSack && (opts & O_CSACK)) opts |= O_BSACK;
+    if (oTs && (opts & O_CTS)) {
+      opts |= O_BTS;
+      const btv = bswap<u32>(load<u32>(tcp + oTs + 2));
+      store<u32>(e + E_BTSVAL, btv);
+      // Backend TSvals reach the client shifted onto our clock, never behind what it saw from us.
+      store<u32>(e + E_TSOFF, seqSub(nowTs(e, nowMs), btv));
+    }
+    store<u8>(e + E_OPTS, <u8>opts);
+    store<u16>(e + E_BMSS, <u16>(oMss ? oMss : 536));
+    store<u32>(e + E_BISN, seq);
+    store<u8>(e + E_STATE, <u8>SP_REPLAY);
+    store<u8>(e + E_TRIES, 0);
+    store<u32>(e + E_DEADLINE, nowMs + RTO_MS);
+    stat(ST_SPLICED);
+    sendReplay(i, e);
+    return absorb(d);
+  }
+  if (flags & TH_SYN) {
+    // A retransmitted SYN-ACK: our replay (or its ACK) was lost; send it again.
+    if (st == SP_REPLAY && (flags & TH_ACK) && seq == load<u32>(e + E_BISN)) sendReplay(i, e);
+    return absorb(d);
+  }
+  const start = pL4 + hlen;
+  const end = payloadEnd(caplen);
+  const pay = end > start ? end - start : 0;
+  if (st == SP_REPLAY) {
+    const replayEnd = load<u32>(e + E_CISN) + 1 + load<u32>(e + E_BUFFERED);
+    if ((flags & TH_ACK) && seqLeq(replayEnd, ack)) {
+      store<u8>(e + E_STATE, <u8>SP_SPLICED);
+      releaseBuffer(e);
+    }
+    // Acknowledgments of the replay alone: the client had them from us already.
+    if (!pay && !(flags & (TH_FIN | TH_RST))) {
+      if (oTsOf(tcp, hlen)) store<u32>(e + E_BTSVAL, bswap<u32>(load<u32>(tcp + oTs + 2)));
+      return absorb(d);
+    }
+  }
+  backendToClient(d, data, caplen, tcp, hlen, i, e, vip, flags, seq, start, pay, nowS);
+}
+
+/** Client -> backend in the splice phase: addresses, ports, ack, SACK, TSecr, window. */
+function clientToBackend(d: usize, data: usize, caplen: u32, tcp: usize, hlen: u32, i: u32, e: usize, flags: u32): void {
+  const j = <u32>load<u16>(e + E_BACKEND);
+  const opts = <u32>load<u8>(e + E_OPTS);
+  const dBC = seqSub(load<u32>(e + E_OISN), load<u32>(e + E_BISN)); // backend seq -> client seq
+  dTcp = 0;
+  const ip = data + pL3;
+  // Addresses (IP header and pseudo-header): client -> our local address, VIP -> backend.
+  let dIp: u64 = 0;
+  const os = load<u32>(ip + 12), od = load<u32>(ip + 16);
+  const ns = load<u32>(e + E_LADDR), nd = load<u32>(e + E_BADDR);
+  store<u32>(ip + 12, ns);
+  store<u32>(ip + 16, nd);
+  dIp = delta(sum32(os) + sum32(od), sum32(ns) + sum32(nd));
+  adjust(ip + 10, dIp);
+  dTcp += dIp;
+  set16w(tcp, localPort(i));
+  if (flags & TH_ACK) set32(tcp + 8, seqUnmap(bswap<u32>(load<u32>(tcp + 8)), dBC));
+  parseOpts(tcp, hlen);
+  if (oSackBlk) {
+    if (opts & O_BSACK) {
+      const n = (<u32>load<u8>(tcp + oSackBlk + 1) - 2) >> 3;
+      for (let x: u32 = 0; x < n; x++) {
+        const p = tcp + oSackBlk + 2 + (x << 3);
+        set32(p, seqUnmap(bswap<u32>(load<u32>(p)), dBC));
+        set32(p + 4, seqUnmap(bswap<u32>(load<u32>(p + 4)), dBC));
+      }
+    } else nopOut(tcp, oSackBlk, <u32>load<u8>(tcp + oSackBlk + 1));
+  }
+  if (oTs) {
+    store<u32>(e + E_CTSVAL, bswap<u32>(load<u32>(tcp + oTs + 2)));
+    if (opts & O_BTS) {
+      if (flags & TH_ACK) set32(tcp + oTs + 6, seqUnmap(bswap<u32>(load<u32>(tcp + oTs + 6)), load<u32>(e + E_TSOFF)));
+    } else nopOut(tcp, oTs, 10);
+  }
+  store<u16>(e + E_CWIN, load<u16>(tcp + 14));
+  const inS = (opts & O_CWS) ? <u32>load<u8>(e + E_CWS) : 0;
+  const outS = (opts & O_BWS) ? inS : 0;
+  if (inS != outS) set16w(tcp + 14, bswap<u16>(<u16>rescale(<u32>bswap<u16>(load<u16>(tcp + 14)), inS, outS)));
+  if (pL4 + 18 <= caplen) adjust(tcp + 16, dTcp);
+  endFlags(i, e, flags, 1);
+  stat(ST_TRANSLATED);
+  emitL2(d, data, 0, true, backendPtr(j) + B_MAC, 0, 0, ET_IPV4);
+  toBackendV(d, j);
+  if (flags & TH_RST) entryFree(i);
+}
+
+function backendToClient(d: usize, data: usize, caplen: u32, tcp: usize, hlen: u32, i: u32, e: usize, vip: u32, flags: u32, seq: u32, start: u32, pay: u32, nowS: u32): void {
+  const j = <u32>load<u16>(e + E_BACKEND);
+  const opts = <u32>load<u8>(e + E_OPTS);
+  const dBC = seqSub(load<u32>(e + E_OISN), load<u32>(e + E_BISN));
+  dTcp = 0;
+  const ip = data + pL3;
+  const os = load<u32>(ip + 12), od = load<u32>(ip + 16);
+  const ns = load<u32>(vipPtr(vip) + V_ADDR + 12), nd = load<u32>(e + E_CADDR);
+  store<u32>(ip + 12, ns);
+  store<u32>(ip + 16, nd);
+  const dIp = delta(sum32(os) + sum32(od), sum32(ns) + sum32(nd));
+  adjust(ip + 10, dIp);
+  dTcp += dIp;
+  set16w(tcp + 2, load<u16>(e + E_CPORT));
+  set32(tcp + 4, seqMap(seq, dBC));
+  parseOpts(tcp, hlen);
+  // SACK blocks name client bytes: the client's space is also ours towards the backend (no shift).
+  if (oTs) {
+    const tv = bswap<u32>(load<u32>(tcp + oTs + 2));
+    store<u32>(e + E_BTSVAL, tv);
+    if (opts & O_BTS) {
+      const out = seqMap(tv, load<u32>(e + E_TSOFF));
+      set32(tcp + oTs + 2, out);
+      if (seqLt(load<u32>(e + E_OTSVAL), out)) store<u32>(e + E_OTSVAL, out);
+    } else nopOut(tcp, oTs, 10);
+  }
+  const inS = (opts & O_BWS) ? <u32>load<u8>(e + E_BWS) : 0;
+  const outS = (opts & O_CWS) ? OUR_WS : 0;
+  if (inS != outS) set16w(tcp + 14, bswap<u16>(<u16>rescale(<u32>bswap<u16>(load<u16>(tcp + 14)), inS, outS)));
+  if (pL4 + 18 <= caplen) adjust(tcp + 16, dTcp);
+  // RTSP: a response naming a Session creates it on this backend (so a later connection with that
+  // Session id lands here too). One message per segment is inspected (no reassembly on this path).
+  if (pay && isRtspPort(vipPtr(vip), load<u16>(e + E_VPORT))) noteSession(data + start, pay, vip, j, e, nowS);
+  endFlags(i, e, flags, 2);
+  stat(ST_TRANSLATED);
+  emitL2(d, data, 0, true, e + E_CMAC, 0, 0, ET_IPV4);
+  toClient(d, j);
+  if (flags & TH_RST) entryFree(i);
+}
+
+function noteSession(p: usize, n: u32, vip: u32, j: u32, e: usize, nowS: u32): void {
+  const res = rtspResultPtr;
+  if (rtspParse(p, n, res) <= 0 || load<u8>(res + 4) != 2 || !(load<u32>(res + 12) & 2)) return;
+  const sp = load<u32>(res + 52);
+  const ip = p + (sp & 0xffff), len = sp >> 16;
+  if (findSession(vip, ip, len) >= 0) return;
+  const k2 = key2Ptr;
+  store<u64>(k2, 0);
+  store<u32>(k2, 0xffff0000, 8);
+  store<u32>(k2, load<u32>(e + E_CADDR), 12);
+  createSession(vip, ip, len, j, k2, load<u32>(res + 32), nowS);
+}
+
+/** FIN bookkeeping: side 1 client, 2 backend; both FINs make the entry closing. */
+function endFlags(i: u32, e: usize, flags: u32, side: u32): void {
+  if (!(flags & TH_FIN)) return;
+  const f = <u32>load<u8>(e + E_FIN) | side;
+  store<u8>(e + E_FIN, <u8>f);
+  if (f == 3) store<u8>(e + E_STATE, <u8>SP_CLOSING);
+}
+
+/**
+ * Timers, driven by the host: retransmits the backend SYN and the replayed request (RTO doubling
+ * from 1 s), gives up after MAX_TRIES with an RST to the client, and removes idle and closed
+ * entries. Returns the entries removed.
+ */
+export function spliceTick(nowMs: u32): u32 {
+  let removed: u32 = 0;
+  for (let i: u32 = 0; i < spliceHiWater; i++) {
+    const e = entryPtr(i);
+    const st = <u32>load<u8>(e + E_STATE);
+    if (st == SP_FREE) continue;
+    const idle = nowMs - load<u32>(e + E_SEEN);
+    const vip = <u32>load<u8>(e + E_VIP);
+    if (st == SP_BUFFER) {
+      if (<i32>idle > <i32>BUFFER_IDLE_MS) {
+        resetClient(e, vip, nowMs);
+        entryFree(i);
+        removed++;
+      }
+    } else if (st == SP_SYN_SENT || st == SP_REPLAY) {
+      if (<i32>(nowMs - load<u32>(e + E_DEADLINE)) >= 0) {
+        const tries = <u32>load<u8>(e + E_TRIES) + 1;
+        if (tries > MAX_TRIES) {
+          stat(ST_GIVE_UPS);
+          resetClient(e, vip, nowMs);
+          entryFree(i);
+          removed++;
+          continue;
+        }
+        store<u8>(e + E_TRIES, <u8>tries);
+        store<u32>(e + E_DEADLINE, nowMs + (RTO_MS << tries));
+        stat(ST_RETRANSMITS);
+        if (st == SP_SYN_SENT) sendBackendSyn(i, e);
+        else sendReplay(i, e);
+      }
+    } else if (st == SP_CLOSING) {
+      if (<i32>idle > <i32>CLOSE_MS) {
+        entryFree(i);
+        removed++;
+      }
+    } else if (<i32>idle > <i32>IDLE_MS) {
+      entryFree(i);
+      removed++;
+    }
+  }
+  return removed;
+}
