@@ -207,6 +207,49 @@ describe.skipIf(why !== null)('sessionlb gateway: RTSP', () => {
     }
   });
 
+  it('session admission: over the VIP\'s maxSessions a new-session SETUP gets 503 from the gateway, the playing session is untouched', async () => {
+    const p2 = await freePort('127.0.8.1');
+    const own = await Promise.all(IDS.map((id) => startRtsp(`${id}s`, ADDR[id], p2)));
+    const g2 = await startGateway(DIR, {
+      vips: [{ address: VIP, ports: [p2], rtspPorts: [p2], protocols: ['tcp'], scheduler: 'rr', maxSessions: 1, backends: IDS.map((id) => ({ id, address: ADDR[id] })) }],
+    }, [{ address: VIP, port: p2 }]);
+    const u = `rtsp://${VIP}:${p2}/test`;
+    try {
+      const playing = ffmpeg(u, 4);
+      await sleep(1500);
+      const c = new Conv(VIP, p2);
+      expect((await c.req('OPTIONS', u)).status).toBe(200);
+      expect((await c.req('DESCRIBE', u, { Accept: 'application/sdp' })).status).toBe(200);
+      const su = await c.req('SETUP', `${u}/stream=0`, { Transport: 'RTP/AVP;unicast;client_port=44000-44001' });
+      expect(su.status).toBe(503);
+      expect(su.headers.server).toBe('sessionlb-gateway');
+      expect(su.headers.cseq).toBe('3');
+      // The connection stays usable: the next request reaches the server again.
+      const o = await c.req('OPTIONS', u);
+      expect(o.status).toBe(200);
+      expect(o.headers.server).toMatch(/GStreamer/);
+      c.close();
+      const refused = await ffmpeg(u, 1);
+      expect(refused.code).not.toBe(0);
+      expect(refused.err).toMatch(/503 Service Unavailable/);
+      const r = await playing;
+      expect(r.code, r.err.slice(-1500)).toBe(0);
+      const frames = [...r.err.matchAll(/frame=\s*(\d+)/g)].map((m) => Number(m[1]));
+      expect(Math.max(0, ...frames)).toBeGreaterThanOrEqual(80); // 25 fps for 4 s, nothing cut
+      // Its TEARDOWN frees the slot.
+      await sleep(200);
+      const d = new Conv(VIP, p2);
+      await d.req('DESCRIBE', u, { Accept: 'application/sdp' });
+      const ok = await d.req('SETUP', `${u}/stream=0`, { Transport: 'RTP/AVP;unicast;client_port=44002-44003' });
+      expect(ok.status, ok.raw).toBe(200);
+      d.close();
+    } finally {
+      await g2.stop();
+      for (const s of own) await s.stop();
+    }
+    expect(JSON.parse(g2.out()).stats.refused.sessions).toBe(2);
+  });
+
   it('a session whose backend died falls back to the scheduler (the others answer 454)', async () => {
     const a = new Conv(VIP, port);
     const id = await openSession(a, 42000);

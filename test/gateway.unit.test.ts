@@ -63,6 +63,31 @@ describe('heads', () => {
     expect(got).toEqual(expected);
   });
 
+  it('the scanner passes every byte on unchanged, and drops exactly a refused message with its body', () => {
+    const frame = Buffer.concat([Buffer.from([0x24, 1, 0, 9]), Buffer.from('RTCP-DATA')]);
+    const m1 = Buffer.from('OPTIONS rtsp://x/ RTSP/1.0\r\nCSeq: 1\r\n\r\n');
+    const m2 = Buffer.from('SET_PARAMETER rtsp://x/ RTSP/1.0\r\nCSeq: 2\r\nContent-Length: 5\r\n\r\nhello');
+    const m3 = Buffer.from('PLAY rtsp://x/ RTSP/1.0\r\nCSeq: 3\r\n\r\n');
+    const stream = Buffer.concat([m1, frame, m2, frame, m3]);
+    for (let cut = 0; cut <= stream.length; cut++) {
+      for (const drop of [null, '2']) {
+        const out: Buffer[] = [];
+        const s = new RtspScanner(4096, (h) => h.headers.find(([k]) => k === 'CSeq')?.[1] !== drop);
+        s.push(stream.subarray(0, cut), (b) => out.push(Buffer.from(b)));
+        s.push(stream.subarray(cut), (b) => out.push(Buffer.from(b)));
+        const want = drop ? Buffer.concat([m1, frame, frame, m3]) : stream;
+        expect(Buffer.concat(out).toString('latin1'), `cut ${cut} drop ${drop}`).toBe(want.toString('latin1'));
+        expect(s.atBoundary).toBe(true);
+      }
+    }
+    // After giving up, bytes still pass.
+    const out: Buffer[] = [];
+    const g = new RtspScanner(4096, () => true);
+    g.push(Buffer.from('NOT RTSP AT ALL\r\n\r\nmore'), (b) => out.push(Buffer.from(b)));
+    g.push(Buffer.from('tail'), (b) => out.push(Buffer.from(b)));
+    expect(Buffer.concat(out).toString()).toBe('NOT RTSP AT ALL\r\n\r\nmoretail');
+  });
+
   it('the scanner gives up on garbage and on heads past the bound', () => {
     const s = new RtspScanner(64, () => {});
     s.push(Buffer.from('RTSP/1.0 200 OK\r\nX: ' + 'a'.repeat(100)));

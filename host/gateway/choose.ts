@@ -33,6 +33,7 @@ export interface BackendRt {
   bytesToBackend: number;
   bytesToClient: number;
   sessions: number;
+  maxSessions: number; // 0 = no limit
 }
 
 export function stateOf(b: BackendRt): BackendState {
@@ -189,6 +190,8 @@ export interface VipRt {
   pool: Pool;
   rules: { rule: GatewayRule; pool: Pool }[];
   sessions: SessionTable;
+  /** New-session SETUPs forwarded and not answered yet (they count against the limits). */
+  pendingSetups: number;
 }
 
 export function makeVip(cfg: VipConfig, rules: GatewayRule[], checkOf: (b: BackendConfig) => HealthCheckConfig | null): VipRt {
@@ -197,7 +200,7 @@ export function makeVip(cfg: VipConfig, rules: GatewayRule[], checkOf: (b: Backe
     return {
       id: b.id, vip: cfg.address, address: b.address, weight: b.weight, admin: b.state,
       health: check && check.type !== 'none' ? check.initial : null, check,
-      conns: 0, total: 0, connectFailures: 0, bytesToBackend: 0, bytesToClient: 0, sessions: 0,
+      conns: 0, total: 0, connectFailures: 0, bytesToBackend: 0, bytesToClient: 0, sessions: 0, maxSessions: b.maxSessions,
     };
   });
   const pool = new Pool(backends, cfg.scheduler, cfg.policy, cfg.ringSize);
@@ -206,6 +209,7 @@ export function makeVip(cfg: VipConfig, rules: GatewayRule[], checkOf: (b: Backe
     cfg, backends, pool,
     rules: mine.map((rule) => ({ rule, pool: new Pool(rule.backends.map((id) => backends.find((b) => b.id === id)!), cfg.scheduler, cfg.policy, cfg.ringSize) })),
     sessions: new SessionTable(),
+    pendingSetups: 0,
   };
 }
 

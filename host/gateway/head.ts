@@ -110,34 +110,44 @@ export function contentLength(h: Head): number {
 }
 
 /**
- * Follows one direction of an RTSP connection. push(chunk) walks the bytes: interleaved frames
- * ('$', channel, 16-bit length, data) and message bodies (Content-Length) are skipped without
- * copying; only an unfinished head is kept (at most maxHead bytes). Each complete head goes to
- * onHead together with the offset in the chunk where it ends, so the caller can forward, hold or
- * drop it. A head that cannot be parsed or grows past maxHead stops the scanner for good
- * (`broken`); the bytes still flow, only session tracking on this connection ends.
+ * Follows one direction of an RTSP connection. push(chunk, emit) walks the bytes: interleaved
+ * frames ('$', channel, 16-bit length, data) and message bodies (Content-Length) are passed to
+ * emit as they come, without copying; a head is held until it is complete (at most maxHead bytes)
+ * and then given to onHead, which returns false to drop it (and its body) instead of passing it on.
+ * Without emit the scanner only observes. A head that cannot be parsed or grows past maxHead stops
+ * the scanner for good (`broken`): from then on every byte is passed on unexamined, so only
+ * session tracking on this connection ends. `atBoundary` is true between messages.
  */
 export class RtspScanner {
-  private pending: Buffer | null = null; // the start of a head or an interleaved header
-  private skip = 0; // body or frame bytes still to pass
+  private pending: Buffer | null = null; // the start of a head or of an interleaved header
+  private skip = 0; // body or frame bytes still to pass (or drop)
+  private dropping = false; // the body being skipped belongs to a dropped message
   broken: string | null = null;
 
-  constructor(private readonly maxHead: number, private readonly onHead: (h: Head) => void) {}
+  constructor(private readonly maxHead: number, private readonly onHead: (h: Head) => boolean | void) {}
 
-  push(chunk: Buffer): void {
-    if (this.broken) return;
+  get atBoundary(): boolean {
+    return this.pending === null && this.skip === 0;
+  }
+
+  push(chunk: Buffer, emit: (b: Buffer) => void = () => {}): void {
+    if (this.broken) return emit(chunk);
     let i = 0;
-    while (i < chunk.length && !this.broken) {
+    while (i < chunk.length) {
+      if (this.broken) return emit(chunk.subarray(i));
       if (this.skip > 0) {
         const n = Math.min(this.skip, chunk.length - i);
+        if (!this.dropping) emit(chunk.subarray(i, i + n));
         this.skip -= n;
         i += n;
+        if (this.skip === 0) this.dropping = false;
         continue;
       }
       if (this.pending === null) {
         if (chunk[i] === 0x24) {
           // '$' channel len16
           if (chunk.length - i >= 4) {
+            emit(chunk.subarray(i, i + 4));
             this.skip = chunk.readUInt16BE(i + 2);
             i += 4;
             continue;
@@ -148,14 +158,14 @@ export class RtspScanner {
         // A head starts here: find its end within this chunk.
         const end = findHeadEnd(chunk, i);
         if (end < 0) {
-          if (chunk.length - i > this.maxHead) return this.fail('head longer than the bound');
+          if (chunk.length - i > this.maxHead) return this.fail('head longer than the bound', chunk.subarray(i), emit);
           this.pending = Buffer.from(chunk.subarray(i));
           return;
         }
         const buf = chunk.subarray(i, end);
-        if (buf.length > this.maxHead) return this.fail('head longer than the bound');
-        this.head(buf);
         i = end;
+        if (buf.length > this.maxHead) return this.fail('head longer than the bound', chunk.subarray(i - buf.length), emit);
+        this.head(buf, emit);
         continue;
       }
       // Continue a pending '$' header or head.
@@ -165,6 +175,7 @@ export class RtspScanner {
         this.pending = Buffer.concat([this.pending, take]);
         i += take.length;
         if (this.pending.length === 4) {
+          emit(this.pending);
           this.skip = this.pending.readUInt16BE(2);
           this.pending = null;
         }
@@ -174,31 +185,41 @@ export class RtspScanner {
       const joined = Buffer.concat([this.pending, chunk.subarray(i, i + this.maxHead + 4)]);
       const end = findHeadEnd(joined, Math.max(0, before - 3));
       if (end < 0 || end > this.maxHead) {
-        if (end > this.maxHead || joined.length > this.maxHead) return this.fail('head longer than the bound');
+        if (end > this.maxHead || joined.length > this.maxHead) {
+          const p = this.pending;
+          this.pending = null;
+          emit(p);
+          return this.fail('head longer than the bound', chunk.subarray(i), emit);
+        }
         this.pending = Buffer.concat([this.pending, chunk.subarray(i)]);
         return;
       }
       this.pending = null;
       i += end - before;
-      this.head(joined.subarray(0, end));
+      this.head(joined.subarray(0, end), emit);
     }
   }
 
-  private head(buf: Buffer): void {
+  private head(buf: Buffer, emit: (b: Buffer) => void): void {
     // Stray CRLFs between messages are allowed.
     let s = 0;
     while (s < buf.length && (buf[s] === 0x0d || buf[s] === 0x0a)) s++;
-    if (s === buf.length) return;
+    if (s === buf.length) return emit(buf);
     const h = parseHead(buf.subarray(s), buf.length - s);
-    if (typeof h === 'string') return this.fail(h);
-    const len = contentLength(h);
-    if (len < 0) return this.fail('invalid Content-Length');
+    const len = typeof h === 'string' ? -1 : contentLength(h);
+    if (typeof h === 'string' || len < 0) {
+      this.broken = typeof h === 'string' ? h : 'invalid Content-Length';
+      return emit(buf);
+    }
     this.skip = len;
-    this.onHead(h);
+    const keep = this.onHead(h) !== false;
+    this.dropping = !keep && len > 0;
+    if (keep) emit(buf);
   }
 
-  private fail(why: string): void {
+  private fail(why: string, rest: Buffer, emit: (b: Buffer) => void): void {
     this.broken = why;
     this.pending = null;
+    emit(rest);
   }
 }

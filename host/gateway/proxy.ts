@@ -29,7 +29,7 @@ import type { GatewayConfig, GatewayOptions } from './config.js';
 import { choose, makeVip, stateOf, type BackendRt, type Choice, type VipRt } from './choose.js';
 import { findHeadEnd, header, parseHead, RtspScanner, sessionId, sessionTimeout, type Head } from './head.js';
 
-export const REFUSAL_REASONS = ['limit', 'no_backend', 'bad_request', 'too_large', 'head_timeout', 'closed_early'] as const;
+export const REFUSAL_REASONS = ['limit', 'no_backend', 'bad_request', 'too_large', 'head_timeout', 'closed_early', 'sessions'] as const;
 export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 
 export interface GatewayStats {
@@ -53,11 +53,12 @@ const STATUS_TEXT: Record<number, string> = {
   400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large', 503: 'Service Unavailable',
 };
 
-/** The refusal a client gets from the gateway itself (it holds the connection). */
-export function refusal(protocol: 'http' | 'rtsp', status: number, cseq: string | null): string {
+/** The refusal a client gets from the gateway itself (it holds the connection). `close` false:
+ * an RTSP refusal of one request on a connection that stays open (session admission). */
+export function refusal(protocol: 'http' | 'rtsp', status: number, cseq: string | null, close = true): string {
   const text = STATUS_TEXT[status] ?? 'Error';
   if (protocol === 'rtsp') {
-    return `RTSP/1.0 ${status} ${text}\r\n${cseq !== null ? `CSeq: ${cseq}\r\n` : ''}Server: sessionlb-gateway\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`;
+    return `RTSP/1.0 ${status} ${text}\r\n${cseq !== null ? `CSeq: ${cseq}\r\n` : ''}Server: sessionlb-gateway\r\n${close ? 'Connection: close\r\n' : ''}Content-Length: 0\r\n\r\n`;
   }
   const body = `${status} ${text}\n`;
   return `HTTP/1.1 ${status} ${text}\r\nServer: sessionlb-gateway\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`;
@@ -352,8 +353,21 @@ export class Gateway extends EventEmitter {
     const sessions = l.vip.sessions;
     let scanUp: RtspScanner | null = null;
     let scanDown: RtspScanner | null = null;
+    // RTSP: requests and replies matched by CSeq; new-session SETUPs over a session limit are
+    // answered 503 by the gateway (not forwarded), once every earlier request has its reply.
+    const refusals: string[] = [];
+    let outstanding = 0; // requests forwarded, not answered yet
+    let reserved = 0; // this connection's new-session SETUPs in vip.pendingSetups
+    const vip = l.vip;
+    const flushRefusals = () => {
+      if (!refusals.length || client.destroyed) return;
+      // After every earlier request's reply has been passed on whole (unless tracking broke).
+      if (scanDown && !scanDown.broken && (outstanding > 0 || !scanDown.atBoundary)) return;
+      client.write(refusals.join(''));
+      refusals.length = 0;
+    };
     if (head.protocol === 'rtsp') {
-      const pending = new Map<string, { method: string; session: string | null }>();
+      const pending = new Map<string, { method: string; session: string | null; reserved: boolean }>();
       const see = (id: string) => {
         if (!refs.has(id)) {
           refs.add(id);
@@ -361,21 +375,43 @@ export class Gateway extends EventEmitter {
         } else sessions.touch(id, Date.now());
       };
       scanUp = new RtspScanner(this.opts.maxHead, (h) => {
-        if (h.kind !== 'request') return;
+        if (h.kind !== 'request') return true;
         const s = header(h, 'session');
         const id = s ? sessionId(s) : null;
-        if (id) see(id);
+        const method = h.method.toUpperCase();
         const cseq = header(h, 'cseq');
+        let reserve = false;
+        if (method === 'SETUP' && !id) {
+          const why = this.sessionLimit(vip, b);
+          if (why) {
+            this.stats.refused.sessions++;
+            this.log.info('session refused', { vip: vip.cfg.address, backend: b.id, client: client.remoteAddress, limit: why });
+            refusals.push(refusal('rtsp', 503, cseq, false));
+            flushRefusals();
+            return false;
+          }
+          reserve = true;
+          vip.pendingSetups++;
+          reserved++;
+        }
+        if (id) see(id);
+        outstanding++;
         if (cseq !== null) {
-          pending.set(cseq, { method: h.method.toUpperCase(), session: id });
+          pending.set(cseq, { method, session: id, reserved: reserve });
           if (pending.size > 256) pending.delete(pending.keys().next().value as string);
         }
+        return true;
       });
       scanDown = new RtspScanner(this.opts.maxHead, (h) => {
-        if (h.kind !== 'reply') return;
+        if (h.kind !== 'reply') return true;
+        outstanding = Math.max(0, outstanding - 1);
         const cseq = header(h, 'cseq');
         const req = cseq !== null ? pending.get(cseq) : undefined;
         if (cseq !== null) pending.delete(cseq);
+        if (req?.reserved) {
+          vip.pendingSetups--;
+          reserved--;
+        }
         const s = header(h, 'session');
         const id = s ? sessionId(s) : req?.session ?? null;
         const ok = h.status >= 200 && h.status < 300;
@@ -383,7 +419,7 @@ export class Gateway extends EventEmitter {
         if (req?.method === 'SETUP' && ok && s && id) {
           if (sessions.add(id, b, sessionTimeout(s), now)) {
             this.stats.sessionsCreated++;
-            this.log.debug('rtsp session', { vip: l.vip.cfg.address, session: id, backend: b.id });
+            this.log.debug('rtsp session', { vip: vip.cfg.address, session: id, backend: b.id });
           }
           see(id);
         } else if (req?.method === 'TEARDOWN' && ok && id) {
@@ -392,24 +428,36 @@ export class Gateway extends EventEmitter {
         } else if (id) {
           sessions.touch(id, now);
         }
+        return true;
       });
     }
     const finish = () => {
       if (closed) return;
       closed = true;
       b.conns--;
+      vip.pendingSetups -= reserved;
+      reserved = 0;
       const now = Date.now();
       for (const id of refs) sessions.ref(id, -1, now);
     };
     // Replay the held bytes first.
     b.bytesToBackend += held.length;
-    scanUp?.push(held);
-    up.write(held);
+    const emitUp = (x: Buffer) => up.write(x);
+    if (scanUp) scanUp.push(held, emitUp);
+    else up.write(held);
     const pipe = (from: Socket, to: Socket, scan: RtspScanner | null, count: (n: number) => void) => {
+      const emit = (x: Buffer) => {
+        if (!to.destroyed) to.write(x);
+      };
       from.on('data', (d: Buffer) => {
         count(d.length);
-        scan?.push(d);
-        if (!to.write(d)) {
+        if (scan) {
+          to.cork();
+          scan.push(d, emit);
+          to.uncork();
+          if (scan === scanDown) flushRefusals();
+        } else emit(d);
+        if (!to.destroyed && to.writableNeedDrain) {
           from.pause();
           to.once('drain', () => from.resume());
         }
@@ -420,22 +468,31 @@ export class Gateway extends EventEmitter {
     };
     pipe(client, up, scanUp, (n) => (b.bytesToBackend += n));
     pipe(up, client, scanDown, (n) => (b.bytesToClient += n));
-    const onError = () => {
+    /** Closes `s` gracefully (FIN after what is queued), destroyed two seconds later at most. */
+    const wind = (s: Socket) => {
+      if (s.destroyed) return;
+      s.end();
+      const t = setTimeout(() => s.destroy(), 2000);
+      t.unref();
+      s.once('close', () => clearTimeout(t));
+    };
+    // A client that resets an RTSP connection (players often do right after TEARDOWN, with media
+    // still arriving) leaves the backend side to finish gracefully, so its TEARDOWN reply is still
+    // seen by the session table. Otherwise an error on either side ends both at once.
+    const rtsp = head.protocol === 'rtsp';
+    client.on('error', () => {
+      client.destroy();
+      if (rtsp) wind(up);
+      else up.destroy();
+    });
+    up.on('error', () => {
       client.destroy();
       up.destroy();
-    };
-    client.on('error', onError);
-    up.on('error', onError);
+    });
     const onClose = (other: Socket) => (hadError: boolean) => {
       finish();
-      if (hadError) other.destroy();
-      else if (!other.destroyed) {
-        other.end();
-        // the peer has two seconds to finish its side after this one is fully gone
-        const t = setTimeout(() => other.destroy(), 2000);
-        t.unref();
-        other.once('close', () => clearTimeout(t));
-      }
+      if (hadError && !(rtsp && other === up)) other.destroy();
+      else wind(other);
     };
     client.once('close', onClose(up));
     up.once('close', onClose(client));
@@ -447,6 +504,16 @@ export class Gateway extends EventEmitter {
     client.setTimeout(this.opts.idleTimeoutMs, idle);
     up.setTimeout(this.opts.idleTimeoutMs, idle);
     client.resume();
+  }
+
+  /** Why a new RTSP session on backend b of this VIP would exceed a limit, or null. */
+  private sessionLimit(vip: VipRt, b: BackendRt): string | null {
+    const c = vip.cfg.maxSessions;
+    if (c > 0 && vip.sessions.size + vip.pendingSetups >= c) return `vip maxSessions ${c}`;
+    const g = this.cfg.config.maxSessions;
+    if (g > 0 && this.vips.reduce((n, v) => n + v.sessions.size + v.pendingSetups, 0) >= g) return `maxSessions ${g}`;
+    if (b.maxSessions > 0 && b.sessions >= b.maxSessions) return `backend maxSessions ${b.maxSessions}`;
+    return null;
   }
 
   /** For metrics and tests. */
