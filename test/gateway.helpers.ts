@@ -91,7 +91,7 @@ http {
     listen ${address}:${port} backlog=4096;
     default_type text/plain;
     location = /big { add_header X-Backend ${id} always; alias ${d}/big.bin; }
-    location / { add_header X-Backend ${id} always; return 200 "${id} $request_uri $connection $connection_requests\\n"; }
+    location / { add_header X-Backend ${id} always; add_header X-Remote $remote_addr always; return 200 "${id} $request_uri $connection $connection_requests\\n"; }
   }
 }
 `);

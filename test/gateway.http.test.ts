@@ -150,6 +150,45 @@ describe.skipIf(missing.length > 0)('sessionlb gateway: HTTP', () => {
     }
   });
 
+  it('source address, head timeout (408) and idle timeout', async () => {
+    const p3 = await freePort('127.0.8.1');
+    const extra = await Promise.all(['b1', 'b2', 'b3'].map((id) => startNginx(join(DIR, 'src'), id, ADDR[id], p3)));
+    const g3 = await startGateway(DIR, config({ source: '127.0.8.5', headTimeout: 0.3, idleTimeout: 0.5 }, { ports: [p3] }), [{ address: VIP, port: p3 }]);
+    try {
+      // The backend sees the configured source address (the default gateway's test sees 127.0.0.1).
+      const r = await run('curl', ['-sS', '-i', '--max-time', '5', `http://${VIP}:${p3}/x`]);
+      expect(r.out).toMatch(/\r\nX-Remote: 127\.0\.8\.5\r\n/);
+      const d = await run('curl', ['-sS', '-i', '--max-time', '5', `http://${VIP}:${port}/x`]);
+      expect(d.out).toMatch(/\r\nX-Remote: 127\.0\.0\.1\r\n/);
+      // A head that never completes: 408 after headTimeout.
+      const t0 = Date.now();
+      const slow = await new Promise<string>((res) => {
+        const s = connect({ host: VIP, port: p3 });
+        let out = '';
+        s.on('data', (x) => (out += x));
+        s.on('close', () => res(out));
+        s.write('GET / HTTP/1.1\r\nHost: x\r\n');
+      });
+      expect(slow).toMatch(/^HTTP\/1\.1 408 Request Timeout/);
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(250);
+      // An idle keep-alive connection is closed after idleTimeout (nginx's own is 65 s).
+      const t1 = Date.now();
+      const idle = await new Promise<{ out: string; ms: number }>((res) => {
+        const s = connect({ host: VIP, port: p3 });
+        let out = '';
+        s.on('data', (x) => (out += x));
+        s.on('close', () => res({ out, ms: Date.now() - t1 }));
+        s.write('GET /idle HTTP/1.1\r\nHost: x\r\n\r\n');
+      });
+      expect(idle.out).toMatch(/^HTTP\/1\.1 200[^]*\/idle/);
+      expect(idle.ms).toBeGreaterThanOrEqual(450);
+      expect(idle.ms).toBeLessThan(3000);
+    } finally {
+      await g3.stop();
+      for (const p of extra) await p.stop();
+    }
+  });
+
   it('refuses a request head that is not HTTP with 400 and an oversized one with 431', async () => {
     const r1 = await new Promise<string>((res) => {
       const s = connect({ host: VIP, port });
