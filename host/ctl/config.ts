@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { DEFAULT_RING_SIZE, isPrime } from './maglev.js';
 
-export const METHODS = ['nat', 'dr', 'ipip', 'gre', 'gue'] as const;
+export const METHODS = ['nat', 'dr', 'ipip', 'gre', 'gue', 'splice'] as const; // index = the engine's method code (docs/abi.md config_vip)
 export const SCHEDULERS = ['maglev', 'rr', 'wrr', 'lc', 'wlc', 'sh', 'p2c'] as const;
 export const BACKEND_STATES = ['active', 'draining', 'down'] as const;
 export const POLICIES = ['flow', 'client', 'session'] as const;
@@ -160,10 +160,13 @@ function parseLive(raw: unknown, vips: VipConfig[]): LiveConfig {
   const backendSlack = int(raw, 'backendSlack', 'live.', 8, 0, 1024);
   const logLevel = oneOf(raw, 'logLevel', 'live.', ['debug', 'info', 'warn', 'error'] as const, 'info');
   for (const v of vips) {
-    if (v.method !== 'nat' && v.method !== 'dr') throw new ConfigError('live', `VIP ${v.address}: live mode supports methods "nat" and "dr" (not "${v.method}")`);
+    if (v.method !== 'nat' && v.method !== 'dr' && v.method !== 'splice') throw new ConfigError('live', `VIP ${v.address}: live mode supports methods "nat", "dr" and "splice" (not "${v.method}")`);
   }
   if (raw.offload !== undefined && typeof raw.offload !== 'boolean') throw new ConfigError('live.offload', 'must be true or false');
-  return { interfaces, gateway, admission, metrics, neighbor, backendSlack, logLevel, offload: raw.offload !== false };
+  // Splicing answers some segments in place with frames of its own (docs/splice.md): no GSO super-frames.
+  const splice = vips.some((v) => v.method === 'splice');
+  if (splice && raw.offload === true) throw new ConfigError('live.offload', 'cannot be on with a VIP of method "splice" (the engine answers segments in place)');
+  return { interfaces, gateway, admission, metrics, neighbor, backendSlack, logLevel, offload: raw.offload !== false && !splice };
 }
 
 export const DEFAULT_TIMEOUTS: Timeouts = {
@@ -395,6 +398,9 @@ export function parseConfig(raw: unknown): Config {
       if (seenId.has(id)) throw new ConfigError(`${bp}id`, `"${id}" is used twice; backend ids must be unique across the config`);
       seenId.add(id);
       const ba = address(rb, 'address', bp);
+      if (method === 'splice' && (va.family !== 4 || ba.family !== 4)) {
+        throw new ConfigError(va.family !== 4 ? `${p}address` : `${bp}address`, 'splice supports IPv4 VIPs and backends only (docs/splice.md)');
+      }
       if (method === 'nat' && ba.family !== va.family) {
         throw new ConfigError(`${bp}address`, `NAT needs the backend in the VIP's address family (IPv${va.family}); use a tunnel method to cross families`);
       }

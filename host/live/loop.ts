@@ -18,7 +18,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { isIPv4 } from 'node:net';
-import { Engine } from '../engine.js';
+import { Engine, type SpliceExports } from '../engine.js';
 import { addressBytes, type BackendConfig, type BackendState, type Config, type LiveInterface, BACKEND_STATES, ConfigError } from '../ctl/config.js';
 import { VERDICT, EVENT } from '../ctl/counters.js';
 import { PcapWriter } from '../io/pcap-writer.js';
@@ -441,7 +441,13 @@ export class LiveBalancer {
     iface.rxBytes += rxBytes;
     if (ns) this.writeOut(srv, this.srvList, ns);
     if (nc) this.writeOut(cli, this.cliList, nc);
+    if ((e.ex as unknown as SpliceExports).splice_out_count()) this.flushSplice();
     return n;
+  }
+
+  /** TCP splicing: frames the engine made on its own (backend SYNs, replayed requests, RSTs; docs/splice.md). */
+  private flushSplice(): void {
+    for (const o of this.engine.drainSplice()) this.sendFrame(o.side === 'backend' ? this.serverIf : this.clientIf, o.frame);
   }
 
   private writeOut(iface: Iface, list: Uint32Array, n: number): void {
@@ -567,6 +573,10 @@ export class LiveBalancer {
       // Each second sweeps 1/30 of the table.
       ex.expire(Math.floor(now / 1000), this.expireBuckets);
     }
+    // Splice timers (retransmissions, give-ups, closed connections) on the host clock in ms.
+    const sx = ex as unknown as SpliceExports;
+    sx.splice_tick(now >>> 0);
+    if (sx.splice_out_count()) this.flushSplice();
     let rxP = 0, txP = 0, rxB = 0, txB = 0;
     for (const i of this.ifaces) {
       rxP += i.rxFrames; txP += i.txFrames; rxB += i.rxBytes; txB += i.txBytes;
