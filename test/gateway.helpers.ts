@@ -108,13 +108,16 @@ export async function startRtsp(id: string, address: string, port: number): Prom
 }
 
 /** `sessionlb gateway --config FILE`; resolves once every VIP port accepts. */
-export async function startGateway(dir: string, config: unknown, listen: { address: string; port: number }[]): Promise<Proc> {
+export async function startGateway(dir: string, config: unknown, listen: { address: string; port: number }[], configFile?: string): Promise<Proc> {
   mkdirSync(dir, { recursive: true });
-  const file = join(dir, `gateway-${Date.now()}.json`);
+  const file = configFile ?? join(dir, `gateway-${Date.now()}.json`);
   writeFileSync(file, JSON.stringify(config, null, 2));
   const p = start(process.execPath, [CLI, 'gateway', '--config', file]);
   try {
     for (const l of listen) await waitPort(l.address, l.port);
+    // Signal handlers (SIGHUP reload) are installed in the same tick as this line is logged.
+    for (let i = 0; i < 200 && !p.err().includes('"gateway ready"'); i++) await sleep(25);
+    if (!p.err().includes('"gateway ready"')) throw new Error('no "gateway ready" line');
   } catch (e) {
     await p.stop('SIGKILL');
     throw new Error(`${(e as Error).message}; gateway stderr: ${p.err()}`);

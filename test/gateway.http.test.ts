@@ -153,8 +153,16 @@ describe.skipIf(missing.length > 0)('sessionlb gateway: HTTP', () => {
   it('source address, head timeout (408) and idle timeout', async () => {
     const p3 = await freePort('127.0.8.1');
     const extra = await Promise.all(['b1', 'b2', 'b3'].map((id) => startNginx(join(DIR, 'src'), id, ADDR[id], p3)));
-    const g3 = await startGateway(DIR, config({ source: '127.0.8.5', headTimeout: 0.3, idleTimeout: 0.5 }, { ports: [p3] }), [{ address: VIP, port: p3 }]);
+    // A fourth backend where nothing listens and nothing checks it: every connect to it is refused.
+    const cfg3 = config({ source: '127.0.8.5', headTimeout: 0.3, idleTimeout: 0.5 }, { ports: [p3] });
+    cfg3.vips[0].backends.push({ id: 'dead', address: '127.0.8.19', healthCheck: { type: 'none' } } as never);
+    const g3 = await startGateway(DIR, cfg3, [{ address: VIP, port: p3 }]);
+    let stopped = false;
     try {
+      // Redispatch: round robin sends every fourth connection to "dead"; all are served elsewhere.
+      const rs = [];
+      for (let i = 0; i < 8; i++) rs.push(await get(`/r${i}`, VIP, p3));
+      expect(rs.every((r) => r.status === 200 && r.backend !== null && r.backend !== 'dead')).toBe(true);
       // The backend sees the configured source address (the default gateway's test sees 127.0.0.1).
       const r = await run('curl', ['-sS', '-i', '--max-time', '5', `http://${VIP}:${p3}/x`]);
       expect(r.out).toMatch(/\r\nX-Remote: 127\.0\.8\.5\r\n/);
@@ -183,10 +191,73 @@ describe.skipIf(missing.length > 0)('sessionlb gateway: HTTP', () => {
       expect(idle.out).toMatch(/^HTTP\/1\.1 200[^]*\/idle/);
       expect(idle.ms).toBeGreaterThanOrEqual(450);
       expect(idle.ms).toBeLessThan(3000);
-    } finally {
       await g3.stop();
+      stopped = true;
+      const final = JSON.parse(g3.out());
+      expect(final.backends.find((b: { id: string }) => b.id === 'dead').connectFailures).toBeGreaterThanOrEqual(2);
+      expect(final.stats.redispatches).toBeGreaterThanOrEqual(2);
+      expect(final.stats.refused.no_backend).toBe(0);
+    } finally {
+      if (!stopped) await g3.stop();
       for (const p of extra) await p.stop();
     }
+  });
+
+  it('SIGHUP reloads the config: backends and rules change, new ports open, open connections stay; a bad config is refused', async () => {
+    const p4 = await freePort('127.0.8.1');
+    const p5 = await freePort('127.0.8.1');
+    const extra = await Promise.all(['b1', 'b2', 'b3'].map((id) => startNginx(join(DIR, 'hup'), id, ADDR[id], p4)));
+    extra.push(await startNginx(join(DIR, 'hup5'), 'b3', ADDR.b3, p5));
+    const file = join(DIR, 'hup.json');
+    const two = { vips: [{ address: VIP, ports: [p4], protocols: ['tcp'], scheduler: 'rr', backends: [{ id: 'b1', address: ADDR.b1 }, { id: 'b2', address: ADDR.b2 }] }] };
+    const g4 = await startGateway(DIR, two, [{ address: VIP, port: p4 }], file);
+    try {
+      // A keep-alive connection, open across the reload.
+      const s = connect({ host: VIP, port: p4 });
+      let got = '';
+      s.on('data', (x) => (got += x));
+      const ask = async (path: string) => {
+        const from = got.length;
+        s.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`);
+        for (let i = 0; i < 100 && !(got.slice(from).split('\r\n\r\n')[1] ?? '').endsWith('\n'); i++) await sleep(20);
+        return got.slice(from);
+      };
+      const first = await ask('/one');
+      const pinned = /X-Backend: (\S+)/.exec(first)![1];
+      const conn = new RegExp(`${pinned} /one (\\d+) 1`).exec(first)![1];
+      // Reload: the pinned backend is removed, b3 added with a rule, a second port.
+      const other = pinned === 'b1' ? 'b2' : 'b1';
+      writeFileSync(file, JSON.stringify({
+        vips: [{ address: VIP, ports: [p4, p5], protocols: ['tcp'], scheduler: 'rr', backends: [{ id: other, address: ADDR[other] }, { id: 'b3', address: ADDR.b3 }] }],
+        gateway: { rules: [{ prefix: '/img/', backends: ['b3'] }] },
+      }));
+      g4.child.kill('SIGHUP');
+      for (let i = 0; i < 50 && !g4.err().includes('config reloaded'); i++) await sleep(50);
+      expect(g4.err()).toMatch(/"msg":"config reloaded".*"listenersAdded":1/);
+      // The open connection still reaches its backend, on the same nginx connection.
+      const second = await ask('/two');
+      expect(second).toMatch(new RegExp(`X-Backend: ${pinned}`));
+      expect(second).toMatch(new RegExp(`${pinned} /two ${conn} 2`));
+      s.destroy();
+      const img = await get('/img/a', VIP, p4);
+      expect(img.backend).toBe('b3');
+      const rest = [];
+      for (let i = 0; i < 4; i++) rest.push((await get(`/p${i}`, VIP, p4)).backend);
+      expect(new Set(rest)).toEqual(new Set([other, 'b3']));
+      expect((await get('/img/z', VIP, p5)).backend).toBe('b3');
+      // A config with a mistake is refused and the running one stays.
+      writeFileSync(file, JSON.stringify({ vips: [{ address: VIP, ports: [p4], backends: [] }] }));
+      g4.child.kill('SIGHUP');
+      for (let i = 0; i < 50 && !g4.err().includes('config reload failed'); i++) await sleep(50);
+      expect(g4.err()).toMatch(/"msg":"config reload failed; the old config stays".*vips\[0\]\.backends/);
+      expect((await get('/img/again', VIP, p4)).backend).toBe('b3');
+    } finally {
+      await g4.stop();
+      for (const p of extra) await p.stop();
+    }
+    const final = JSON.parse(g4.out());
+    expect(final.reloads).toBe(1);
+    expect(final.reloadFailures).toBe(1);
   });
 
   it('refuses a request head that is not HTTP with 400 and an oversized one with 431', async () => {
@@ -218,9 +289,9 @@ describe.skipIf(missing.length > 0)('sessionlb gateway: HTTP', () => {
     }
     expect(metric(m, 'sessionlb_gateway_backend_up', { backend: 'b2' })).toBe(0);
     expect(metric(m, 'sessionlb_gateway_backend_state', { backend: 'b2', state: 'down' })).toBe(1);
+    // (Whether a request met the dead backend before the check did depends on timing; the
+    // redispatch itself is tested with a backend that never listens, below.)
     const failuresBefore = metric(m, 'sessionlb_gateway_backend_connect_failures_total', { backend: 'b2' })!;
-    expect(failuresBefore).toBeGreaterThan(0);
-    expect(metric(m, 'sessionlb_gateway_redispatches_total')).toBeGreaterThan(0);
     const after = [];
     for (let i = 0; i < 6; i++) after.push(await get(`/page/${i}`));
     expect(after.every((r) => r.status === 200 && r.backend !== 'b2')).toBe(true);

@@ -19,8 +19,9 @@ options:
   --config FILE    JSON configuration                                        required
   --help           this text
 
-Runs until SIGINT or SIGTERM, then prints the final counters (JSON) on stdout. Logs are JSON
-lines on stderr.
+Runs until SIGINT or SIGTERM, then prints the final counters (JSON) on stdout. SIGHUP reloads
+the config without dropping connections (backends, rules, limits, VIP ports; a bad config is
+logged and the old one stays). Logs are JSON lines on stderr.
 exit codes: 0 stopped by a signal, 1 bad config or cannot listen, 2 usage error`;
 
 export async function runGateway(argv: string[]): Promise<number> {
@@ -70,6 +71,7 @@ export async function runGateway(argv: string[]): Promise<number> {
     const stop = (sig: string) => {
       process.off('SIGINT', onInt);
       process.off('SIGTERM', onTerm);
+      process.off('SIGHUP', onHup);
       g.log.info('stopping', { signal: sig });
       const snap = g.snapshot();
       void Promise.all([g.stop(), metrics?.close()]).then(() => {
@@ -79,7 +81,20 @@ export async function runGateway(argv: string[]): Promise<number> {
     };
     const onInt = () => stop('SIGINT');
     const onTerm = () => stop('SIGTERM');
+    let reloading = Promise.resolve();
+    const onHup = () => {
+      reloading = reloading.then(async () => {
+        try {
+          const out = await g.reload(loadGatewayConfig(values.config!));
+          g.log.info('config reloaded', out);
+        } catch (e) {
+          g.reloadFailures++;
+          g.log.error('config reload failed; the old config stays', { error: (e as Error).message });
+        }
+      });
+    };
     process.on('SIGINT', onInt);
     process.on('SIGTERM', onTerm);
+    process.on('SIGHUP', onHup);
   });
 }

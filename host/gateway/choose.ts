@@ -163,6 +163,13 @@ export class SessionTable {
     s.lastSeen = now;
   }
 
+  /** Forgets every session on a backend (removed by a reload); returns how many. */
+  dropBackend(b: BackendRt): number {
+    let n = 0;
+    for (const s of [...this.map.values()]) if (s.backend === b && this.remove(s.id)) n++;
+    return n;
+  }
+
   remove(id: string): boolean {
     const s = this.map.get(id);
     if (!s) return false;
@@ -194,9 +201,20 @@ export interface VipRt {
   pendingSetups: number;
 }
 
-export function makeVip(cfg: VipConfig, rules: GatewayRule[], checkOf: (b: BackendConfig) => HealthCheckConfig | null): VipRt {
+/** A VIP's runtime. `reuse` gives the backend object of the same id from before a reload: it keeps
+ * its counters, open connections and health, and takes the new address, weight, state and check. */
+export function makeVip(cfg: VipConfig, rules: GatewayRule[], checkOf: (b: BackendConfig) => HealthCheckConfig | null, reuse?: (id: string) => BackendRt | undefined): VipRt {
   const backends: BackendRt[] = cfg.backends.map((b) => {
     const check = checkOf(b);
+    const old = reuse?.(b.id);
+    if (old) {
+      const checked = !!check && check.type !== 'none';
+      Object.assign(old, {
+        vip: cfg.address, address: b.address, weight: b.weight, admin: b.state, check, maxSessions: b.maxSessions,
+        health: checked ? (old.health ?? check!.initial) : null,
+      });
+      return old;
+    }
     return {
       id: b.id, vip: cfg.address, address: b.address, weight: b.weight, admin: b.state,
       health: check && check.type !== 'none' ? check.initial : null, check,

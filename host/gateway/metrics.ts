@@ -2,6 +2,7 @@
 // address like live mode's endpoint (same content type, /metrics and /healthz).
 //
 //   sessionlb_gateway_uptime_seconds gauge
+//   sessionlb_gateway_config_reloads_total, _config_reload_failures_total counters
 //   sessionlb_gateway_connections_open gauge            client connections being proxied
 //   sessionlb_gateway_connections_accepted_total counter
 //   sessionlb_gateway_connections_proxied_total counter  reached a backend
@@ -36,6 +37,8 @@ export function renderGatewayMetrics(s: GatewaySnapshot): string {
   };
   const st = s.stats;
   fam('uptime_seconds', 'gauge', 'Seconds since the gateway started.', [[{}, s.uptimeSeconds]]);
+  fam('config_reloads_total', 'counter', 'Configuration reloads applied (SIGHUP).', [[{}, s.reloads]]);
+  fam('config_reload_failures_total', 'counter', 'Configuration reloads refused (the old configuration stayed).', [[{}, s.reloadFailures]]);
   fam('connections_open', 'gauge', 'Client connections being proxied.', [[{}, st.open]]);
   fam('connections_accepted_total', 'counter', 'Client connections accepted.', [[{}, st.accepted]]);
   fam('connections_proxied_total', 'counter', 'Client connections joined to a backend connection.', [[{}, st.proxied]]);

@@ -44,7 +44,7 @@ export interface GatewayStats {
 }
 
 interface Listener {
-  vip: VipRt;
+  vip: VipRt; // re-pointed by reload()
   port: number;
   server: Server;
 }
@@ -71,8 +71,8 @@ function checkOf(v: Config['vips'][number], vi: number, b: BackendConfig, bi: nu
 }
 
 export class Gateway extends EventEmitter {
-  readonly vips: VipRt[];
-  readonly opts: GatewayOptions;
+  vips: VipRt[];
+  opts: GatewayOptions;
   readonly log: Logger;
   readonly stats: GatewayStats = {
     open: 0, accepted: 0, proxied: 0,
@@ -85,20 +85,88 @@ export class Gateway extends EventEmitter {
   private sockets = new Set<Socket>();
   private refusing = 0;
   private sweepTimer: NodeJS.Timeout | null = null;
-  private readonly checkPorts = new Map<string, number>();
+  private checkPorts = new Map<string, number>();
+  reloads = 0;
+  reloadFailures = 0;
 
-  constructor(readonly cfg: GatewayConfig, opts: { logger?: Logger } = {}) {
+  constructor(public cfg: GatewayConfig, opts: { logger?: Logger } = {}) {
     super();
     this.opts = cfg.gateway;
     this.log = opts.logger ?? createLogger({ level: cfg.gateway.logLevel, fields: { component: 'gateway' } });
-    this.vips = cfg.config.vips.map((v, vi) => {
+    const built = this.build(cfg, []);
+    this.vips = built.vips;
+    this.checkPorts = built.checkPorts;
+  }
+
+  /** VIP runtimes for a config; with `prev`, backends (by id) and session tables (by VIP address) carry over. */
+  private build(cfg: GatewayConfig, prev: VipRt[]): { vips: VipRt[]; checkPorts: Map<string, number> } {
+    const checkPorts = new Map<string, number>();
+    const oldBackends = new Map(prev.flatMap((v) => v.backends.map((b) => [b.id, b] as const)));
+    const vips = cfg.config.vips.map((v, vi) => {
       const checks = new Map(v.backends.map((b, bi) => [b.id, checkOf(v, vi, b, bi)]));
       for (const [bi, b] of v.backends.entries()) {
         const c = checks.get(b.id);
-        if (c && c.type !== 'none') this.checkPorts.set(b.id, resolveCheckPort(c, { ports: v.ports, rtspPorts: v.rtspPorts }, `vips[${vi}].backends[${bi}].healthCheck`));
+        if (c && c.type !== 'none') checkPorts.set(b.id, resolveCheckPort(c, { ports: v.ports, rtspPorts: v.rtspPorts }, `vips[${vi}].backends[${bi}].healthCheck`));
       }
-      return makeVip(v, cfg.gateway.rules, (b) => checks.get(b.id) ?? null);
+      const was = prev.find((p) => p.cfg.address === v.address);
+      const rt = makeVip(v, cfg.gateway.rules, (b) => checks.get(b.id) ?? null, was ? (id) => (was.backends.some((b) => b.id === id) ? oldBackends.get(id) : undefined) : undefined);
+      if (was) {
+        rt.sessions = was.sessions;
+        rt.pendingSetups = was.pendingSetups;
+      }
+      return rt;
     });
+    return { vips, checkPorts };
+  }
+
+  /**
+   * Applies a new config (SIGHUP) without dropping connections: backends added, removed,
+   * re-weighted or re-stated, rules, schedulers, limits and timeouts replaced; a backend keeps its
+   * counters, health and RTSP sessions across the reload (sessions of removed backends are
+   * forgotten); VIP ports added are listened on, ports removed stop accepting (open connections
+   * stay). Throws (the old config stays) when a new port cannot be listened on.
+   */
+  async reload(cfg: GatewayConfig): Promise<{ vips: number; backends: number; listenersAdded: number; listenersClosed: number; sessionsDropped: number }> {
+    const { vips, checkPorts } = this.build(cfg, this.vips);
+    const key = (a: string, p: number) => `${a}|${p}`;
+    const wanted = new Map(vips.flatMap((v) => (v.cfg.ports ?? []).map((p) => [key(v.cfg.address, p), { vip: v, port: p }] as const)));
+    const opened: Listener[] = [];
+    try {
+      for (const [k, w] of wanted) {
+        if (this.servers.some((l) => key(l.vip.cfg.address, l.port) === k)) continue;
+        opened.push(await this.listen(w.vip, w.port));
+      }
+    } catch (e) {
+      for (const l of opened) l.server.close();
+      throw e;
+    }
+    let closed = 0;
+    const keep: Listener[] = [];
+    for (const l of this.servers) {
+      const w = wanted.get(key(l.vip.cfg.address, l.port));
+      if (w) {
+        l.vip = w.vip;
+        keep.push(l);
+      } else {
+        l.server.close();
+        closed++;
+        this.log.info('stopped listening', { vip: l.vip.cfg.address, port: l.port });
+      }
+    }
+    const live = new Set(vips.flatMap((v) => v.backends));
+    let dropped = 0;
+    for (const v of vips) for (const b of this.backends) if (!live.has(b)) dropped += v.sessions.dropBackend(b);
+    this.servers = [...keep, ...opened];
+    this.vips = vips;
+    this.checkPorts = checkPorts;
+    this.cfg = cfg;
+    this.opts = cfg.gateway;
+    const targets = this.healthTargets();
+    if (this.health) this.health.update(targets);
+    else if (targets.length) this.startHealth();
+    if (this.health) for (const b of this.backends) if (b.health !== null) b.health = this.health.state(b.id) ?? b.health;
+    this.reloads++;
+    return { vips: vips.length, backends: this.backends.length, listenersAdded: opened.length, listenersClosed: closed, sessionsDropped: dropped };
   }
 
   get backends(): BackendRt[] {
@@ -110,28 +178,34 @@ export class Gateway extends EventEmitter {
     return this.servers.map((l) => ({ address: l.vip.cfg.address, port: l.port }));
   }
 
+  private async listen(vip: VipRt, port: number): Promise<Listener> {
+    const server = createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.accept(l, s));
+    const l: Listener = { vip, port, server };
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen({ host: vip.cfg.address, port, backlog: 4096 }, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+    } catch (e) {
+      const err = e as Error & { code?: string };
+      throw Object.assign(new Error(`cannot listen on ${vip.cfg.address}:${port}: ${err.message}${err.code === 'EADDRNOTAVAIL' ? ' (the VIP must be an address of this host or network namespace)' : ''}`), { code: 'GATEWAY_LISTEN' });
+    }
+    server.on('error', (e) => this.log.error('listener error', { vip: vip.cfg.address, port, err: e }));
+    this.log.info('listening', { vip: vip.cfg.address, port, scheduler: vip.cfg.scheduler, rules: vip.rules.length });
+    return l;
+  }
+
   async start(): Promise<void> {
     try {
       for (const vip of this.vips) {
-        for (const port of vip.cfg.ports ?? []) {
-          const server = createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.accept(l, s));
-          const l: Listener = { vip, port, server };
-          await new Promise<void>((resolve, reject) => {
-            server.once('error', reject);
-            server.listen({ host: vip.cfg.address, port, backlog: 4096 }, () => {
-              server.off('error', reject);
-              resolve();
-            });
-          });
-          server.on('error', (e) => this.log.error('listener error', { vip: vip.cfg.address, port, err: e }));
-          this.servers.push(l);
-          this.log.info('listening', { vip: vip.cfg.address, port, scheduler: vip.cfg.scheduler, rules: vip.rules.length });
-        }
+        for (const port of vip.cfg.ports ?? []) this.servers.push(await this.listen(vip, port));
       }
     } catch (e) {
       await this.stop();
-      const err = e as Error & { code?: string; address?: string; port?: number };
-      throw Object.assign(new Error(`cannot listen on ${err.address ?? '?'}:${err.port ?? '?'}: ${err.message}${err.code === 'EADDRNOTAVAIL' ? ' (the VIP must be an address of this host or network namespace)' : ''}`), { code: 'GATEWAY_LISTEN' });
+      throw e;
     }
     this.startHealth();
     this.sweepTimer = setInterval(() => {
@@ -141,10 +215,14 @@ export class Gateway extends EventEmitter {
     this.sweepTimer.unref();
   }
 
-  private startHealth(): void {
-    const targets: HealthTarget[] = this.backends
+  private healthTargets(): HealthTarget[] {
+    return this.backends
       .filter((b) => b.check && b.check.type !== 'none')
       .map((b) => ({ id: b.id, address: b.address, port: this.checkPorts.get(b.id)!, check: b.check! }));
+  }
+
+  private startHealth(): void {
+    const targets = this.healthTargets();
     if (!targets.length) return;
     this.health = new HealthChecker(targets, { logger: this.log.child({ component: 'health' }) });
     this.health.on('change', (c: HealthChange) => {
@@ -520,6 +598,8 @@ export class Gateway extends EventEmitter {
   snapshot() {
     return {
       uptimeSeconds: (Date.now() - this.started) / 1000,
+      reloads: this.reloads,
+      reloadFailures: this.reloadFailures,
       stats: this.stats,
       vips: this.vips.map((v) => ({ address: v.cfg.address, ports: v.cfg.ports ?? [], sessions: v.sessions.size })),
       backends: this.backends.map((b) => ({
