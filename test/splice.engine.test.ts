@@ -462,6 +462,58 @@ describe('splice: timers and failures', () => {
   });
 });
 
+describe('splice: edges of the held request', () => {
+  function handshake(h: Harness, sport: number) {
+    const C = { src: CLIENT, dst: VIP, sport, dport: 80 };
+    const r = h.send(seg({ ...C, seq: 1000, flags: F.SYN, opts: { mss: 1460 } }), true);
+    const isn = parseTcp(r.frame).seq;
+    h.send(seg({ ...C, seq: 1001, ack: isn + 1, flags: F.ACK }), true);
+    return { C, isn };
+  }
+
+  it('a body right behind the head is held and replayed with it; a FIN meanwhile waits for the splice', () => {
+    const eng = makeEngine();
+    const h = new Harness(eng);
+    const { C, isn } = handshake(h, 47000);
+    const head = 'POST /form HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n';
+    let r = h.send(seg({ ...C, seq: 1001, ack: isn + 1, flags: F.ACK | F.PSH, payload: enc(head) }), true);
+    expect(h.out.length).toBe(1); // head complete: backend SYN
+    const syn = parseTcp(h.out[0].frame);
+    const j = h.out[0].backendIndex;
+    r = h.send(seg({ ...C, seq: 1001 + head.length, ack: isn + 1, flags: F.ACK | F.PSH, payload: enc('hello=world') }), true);
+    expect(parseTcp(r.frame).ack).toBe(1001 + head.length + 11);
+    // Half-close while the backend connection opens: not acknowledged, not reset.
+    r = h.send(seg({ ...C, seq: 1001 + head.length + 11, ack: isn + 1, flags: F.ACK | F.FIN }), true);
+    expect(r.verdict).toBe('drop');
+    expect(sx(eng).splice_count()).toBe(1);
+    const B = { src: syn.dst, dst: VIP, sport: 80, dport: syn.sport, srcMac: `02:00:00:00:01:0${j + 1}` };
+    h.send(seg({ ...B, seq: 500, ack: 1001, flags: F.SYN | F.ACK, opts: { mss: 1460 } }), false);
+    expect(h.out.map((o) => dec(parseTcp(o.frame).payload)).join('')).toBe(head + 'hello=world');
+    // The client's FIN again: now spliced through to the backend.
+    r = h.send(seg({ ...C, seq: 1001 + head.length + 11, ack: isn + 1, flags: F.ACK | F.FIN }), true);
+    expect(r.verdict).toBe('backend');
+    expect(parseTcp(r.frame)).toMatchObject({ flags: F.ACK | F.FIN, seq: 1001 + head.length + 11, ack: 501 });
+  });
+
+  it('a new SYN on the ports of a closing connection starts over; inside a live one it is dropped', () => {
+    const eng = makeEngine();
+    const h = new Harness(eng);
+    const x = httpExchange(h, { cIsn: 300, bIsn: 900, cport: 47100, request: 'GET / HTTP/1.1\r\nHost: a\r\n\r\n' });
+    // A SYN on the same ports while spliced: absorbed, the connection stays.
+    let r = h.send(seg({ ...x.C, seq: 99999, flags: F.SYN, opts: { mss: 1460 } }), true);
+    expect(r.verdict).toBe('drop');
+    expect(sx(eng).splice_count()).toBe(1);
+    // Both FINs: closing. A SYN now gets a fresh SYN-ACK and the old connection is gone.
+    const cEnd = 300 + 1 + x.req.length + x.req2.length;
+    h.send(seg({ ...x.C, seq: cEnd, ack: u32(x.ourIsn + 1 + x.resp.length), flags: F.FIN | F.ACK }), true);
+    h.send(seg({ ...x.B, seq: 900 + 1 + x.resp.length, ack: cEnd + 1, flags: F.FIN | F.ACK }), false);
+    r = h.send(seg({ ...x.C, seq: 555555, flags: F.SYN, opts: { mss: 1460 } }), true);
+    expect(r.verdict).toBe('client');
+    expect(parseTcp(r.frame)).toMatchObject({ flags: F.SYN | F.ACK, ack: 555556 });
+    expect(sx(eng).splice_count()).toBe(0);
+  });
+});
+
 describe('splice: content-based backend choice', () => {
   function openAndRequest(h: Harness, sport: number, dport: number, text: string): SpliceFrame {
     const C = { src: CLIENT, dst: VIP, sport, dport };

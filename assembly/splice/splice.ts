@@ -662,8 +662,15 @@ function fromClient(d: usize, data: usize, caplen: u32, tcp: usize, hlen: u32, v
   }
   const i = <u32>found;
   const e = entryPtr(i);
-  store<u32>(e + E_SEEN, nowMs);
   const st = <u32>load<u8>(e + E_STATE);
+  if ((flags & (TH_SYN | TH_ACK)) == TH_SYN) {
+    // A new connection on the ports of one that is closing starts over (IPVS conn_reuse_mode);
+    // a SYN inside a live connection is not forwarded.
+    if (st != SP_CLOSING) return absorb(d);
+    entryFree(i);
+    return synCookie(d, data, caplen, tcp, hlen, k, vip, seq, nowS, nowMs);
+  }
+  store<u32>(e + E_SEEN, nowMs);
   if (st == SP_BUFFER || st == SP_SYN_SENT) {
     if ((flags & TH_SYN) != 0) return absorb(d);
     if (flags & TH_RST) {
@@ -718,6 +725,9 @@ function buffering(d: usize, data: usize, caplen: u32, tcp: usize, hlen: u32, i:
   const end = payloadEnd(caplen);
   const pay = end > start ? end - start : 0;
   if (flags & TH_FIN) {
+    // While the backend connection opens, a FIN (half-close after the request) is left
+    // unacknowledged: the client sends it again, and by then it is spliced through.
+    if (load<u8>(e + E_STATE) != <u8>SP_BUFFER) return absorb(d);
     // A client closing before its request is complete: not served (docs/splice.md).
     const tmp = spliceTmpPtr;
     const len = buildToClient(tmp, e, vip, load<u32>(e + E_OISN) + 1, seq + pay + 1, TH_RST | TH_ACK, 0, nowMs);
@@ -731,7 +741,9 @@ function buffering(d: usize, data: usize, caplen: u32, tcp: usize, hlen: u32, i:
   if (!pay) return absorb(d);
   const buffered = load<u32>(e + E_BUFFERED);
   const expected = load<u32>(e + E_CISN) + 1 + buffered;
-  if (seq == expected && buffered < SPLICE_BUF && load<u8>(e + E_STATE) == <u8>SP_BUFFER) {
+  // Until the backend answers, more in-order bytes are held too (a body right behind the head): the
+  // replay sends everything held.
+  if (seq == expected && buffered < SPLICE_BUF) {
     const n = min<u32>(pay, SPLICE_BUF - buffered);
     memory.copy(bufPtr(e) + buffered, data + start, n);
     store<u32>(e + E_BUFFERED, buffered + n);
