@@ -69,7 +69,7 @@ async function main() {
   try {
     gw = await startGateway(DIR, {
       vips: [{ address: vip, ports: [port], protocols: ['tcp'], scheduler: 'rr', backends: addrs.map((a, i) => ({ id: `b${i + 1}`, address: a })) }],
-      gateway: { rules: [{ prefix: '/img/', backends: ['b3'] }], logLevel: 'warn', maxConnections: 100000 },
+      gateway: { rules: [{ prefix: '/img/', backends: ['b3'] }], logLevel: 'info', maxConnections: 100000 },
     }, [{ address: vip, port }]);
     await sleep(300);
     const close = ['-H', 'Connection: close'];
