@@ -215,6 +215,33 @@ export class Engine {
     const rc = ex.config_commit(config.vips.length, next);
     if (rc !== 0) throw Object.assign(new Error(`engine rejected the configuration (code ${rc})`), { code: 'ENGINE_CONFIG' });
     config.vips.forEach((_, i) => this.programRing(i));
+    this.configureSplice();
+  }
+
+  /**
+   * TCP splicing (docs/splice.md): the source address and MSS (engine-wide: the first splice VIP
+   * naming them wins) and the URL rules of every splice VIP, in config order (16 at most in all).
+   */
+  private configureSplice(): void {
+    const sx = this.ex as unknown as SpliceExports;
+    const vips = this.config.vips.map((v, i) => ({ v, i })).filter(({ v }) => v.method === 'splice' && v.splice);
+    if (!vips.length || typeof sx.config_splice !== 'function') return;
+    const scratch = this.ex.scratch_ptr();
+    const first = vips.find(({ v }) => v.splice!.source) ?? vips[0];
+    this.mem.fill(0, scratch, scratch + 16);
+    if (first.v.splice!.source) this.mem.set(addressBytes(first.v.splice!.source), scratch);
+    const rc = sx.config_splice(first.v.splice!.mss);
+    if (rc !== 0) throw Object.assign(new Error(`engine rejected the splice settings (code ${rc})`), { code: 'ENGINE_CONFIG' });
+    let k = 0;
+    for (const { v, i } of vips) {
+      for (const r of v.splice!.rules) {
+        const b = this.backends.find((x) => x.vip === i && x.id === r.backend);
+        if (!b || k >= 16) throw Object.assign(new Error(`splice rule ${r.prefix} -> ${r.backend}: no such backend or more than 16 rules`), { code: 'ENGINE_CONFIG' });
+        const bytes = new TextEncoder().encode(r.prefix);
+        this.mem.set(bytes, scratch);
+        sx.config_splice_rule(k++, i, b.index, bytes.length);
+      }
+    }
   }
 
   /** Builds VIP i's Maglev ring from its active backends and writes it into the engine. */

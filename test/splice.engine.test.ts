@@ -539,6 +539,37 @@ describe('splice: content-based backend choice', () => {
     expect(stats(eng)[13]).toBe(4);
   });
 
+  it('from the JSON config: method "splice", rules by backend id, a source address of its own, the MSS', () => {
+    const cfg = parseConfig({
+      flowCapacity: 4096,
+      vips: [{
+        address: VIP, ports: [80], method: 'splice', scheduler: 'rr',
+        splice: { rules: [{ prefix: '/img/', backend: 'b2' }], source: '10.2.0.1', mss: 1400 },
+        backends: BACKENDS.map((a, i) => ({ id: `b${i + 1}`, address: a, mac: `02:00:00:00:01:0${i + 1}` })),
+      }],
+    });
+    const eng = new Engine(cfg);
+    const h = new Harness(eng);
+    const C = { src: CLIENT, dst: VIP, sport: 48000, dport: 80 };
+    let r = h.send(seg({ ...C, seq: 10, flags: F.SYN, opts: { mss: 1460 } }), true);
+    expect(parseTcp(r.frame).opts.mss).toBe(1400);
+    const isn = parseTcp(r.frame).seq;
+    h.send(seg({ ...C, seq: 11, ack: isn + 1, flags: F.ACK }), true);
+    h.send(seg({ ...C, seq: 11, ack: isn + 1, flags: F.ACK | F.PSH, payload: enc('GET /img/a.png HTTP/1.1\r\nHost: x\r\n\r\n') }), true);
+    expect(h.out.length).toBe(1);
+    expect(h.out[0].backendIndex).toBe(1);
+    const syn = parseTcp(h.out[0].frame);
+    expect(syn).toMatchObject({ src: '10.2.0.1', dst: BACKENDS[1] });
+    // The backend answers our own address (not a VIP): still the splice's.
+    r = h.send(seg({ src: BACKENDS[1], dst: '10.2.0.1', sport: 80, dport: syn.sport, seq: 70, ack: 11, flags: F.SYN | F.ACK, opts: { mss: 1460 }, srcMac: '02:00:00:00:01:02' }), false);
+    expect(r.reason).toBe('splice');
+    expect(h.out.length).toBe(1);
+    expect(parseTcp(h.out[0].frame)).toMatchObject({ src: '10.2.0.1', dst: BACKENDS[1], seq: 11, ack: 71 });
+    expect(() => parseConfig({ vips: [{ address: VIP, method: 'nat', splice: {}, backends: [{ id: 'a', address: BACKENDS[0] }] }] })).toThrow(/only for method "splice"/);
+    expect(() => parseConfig({ vips: [{ address: VIP, method: 'splice', splice: { rules: [{ prefix: '/x', backend: 'zz' }] }, backends: [{ id: 'a', address: BACKENDS[0] }] }] })).toThrow(/not a backend/);
+    expect(() => parseConfig({ vips: [{ address: 'fd00::1', method: 'splice', backends: [{ id: 'a', address: 'fd00::2' }] }] })).toThrow(/IPv4/);
+  });
+
   it('RTSP: a second connection carrying an existing Session id lands on that session\'s backend', () => {
     const eng = makeEngine();
     const h = new Harness(eng);

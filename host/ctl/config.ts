@@ -47,6 +47,14 @@ export interface VipConfig {
   backends: BackendConfig[];
   /** Live mode: the VIP's health check (validated by host/live/health.ts); null = none. */
   healthCheck?: unknown;
+  /** Method splice (docs/splice.md): URL prefix rules (backend by id), the source address towards backends, the MSS announced to clients. */
+  splice?: SpliceConfig;
+}
+
+export interface SpliceConfig {
+  rules: { prefix: string; backend: string }[];
+  source: string | null; // null = the VIP
+  mss: number;
 }
 
 export interface Timeouts {
@@ -325,7 +333,7 @@ export function parseConfig(raw: unknown): Config {
   const vips = raw.vips.map((rv, i): VipConfig => {
     const p = `vips[${i}].`;
     if (!isObj(rv)) throw new ConfigError(`vips[${i}]`, 'must be an object');
-    only(rv, `vips[${i}]`, ['address', 'ports', 'protocols', 'method', 'scheduler', 'ringSize', 'policy', 'rtspPorts', 'maxSessions', 'sessionRate', 'clientAffinity', 'tunnel', 'backends', 'healthCheck']);
+    only(rv, `vips[${i}]`, ['address', 'ports', 'protocols', 'method', 'scheduler', 'ringSize', 'policy', 'rtspPorts', 'maxSessions', 'sessionRate', 'clientAffinity', 'tunnel', 'backends', 'healthCheck', 'splice']);
     const va = address(rv, 'address', p);
     const norm = Buffer.from(addressBytes(va.address)).toString('hex');
     if (seenVip.has(norm)) throw new ConfigError(`${p}address`, `${va.address} is configured twice`);
@@ -423,10 +431,38 @@ export function parseConfig(raw: unknown): Config {
       };
     });
     if (ringSize < backends.length) throw new ConfigError(`${p}ringSize`, `must be at least the number of backends (${backends.length})`);
+    let splice: SpliceConfig | undefined;
+    if (rv.splice !== undefined) {
+      if (method !== 'splice') throw new ConfigError(`${p}splice`, 'is only for method "splice"');
+      if (!isObj(rv.splice)) throw new ConfigError(`${p}splice`, 'must be an object');
+      only(rv.splice, `${p}splice`, ['rules', 'source', 'mss']);
+      const sp = rv.splice;
+      const rules: { prefix: string; backend: string }[] = [];
+      if (sp.rules !== undefined) {
+        if (!Array.isArray(sp.rules) || sp.rules.length > 16) throw new ConfigError(`${p}splice.rules`, 'must be an array of at most 16 rules');
+        sp.rules.forEach((r, k) => {
+          const rp = `${p}splice.rules[${k}].`;
+          if (!isObj(r)) throw new ConfigError(`${p}splice.rules[${k}]`, 'must be an object {prefix, backend}');
+          only(r, `${p}splice.rules[${k}]`, ['prefix', 'backend']);
+          const prefix = str(r, 'prefix', rp);
+          if (prefix.length === 0 || prefix.length > 56 || !/^[\x21-\x7e]+$/.test(prefix)) throw new ConfigError(`${rp}prefix`, 'must be 1 to 56 visible ASCII characters (the start of the request URI)');
+          const backend = str(r, 'backend', rp);
+          if (!backends.some((b) => b.id === backend)) throw new ConfigError(`${rp}backend`, `"${backend}" is not a backend of this VIP`);
+          rules.push({ prefix, backend });
+        });
+      }
+      let source: string | null = null;
+      if (sp.source !== undefined) {
+        const a = address(sp, 'source', `${p}splice.`);
+        if (a.family !== 4) throw new ConfigError(`${p}splice.source`, 'must be an IPv4 address');
+        source = a.address;
+      }
+      splice = { rules, source, mss: int(sp, 'mss', `${p}splice.`, 1460, 536, 9000) };
+    } else if (method === 'splice') splice = { rules: [], source: null, mss: 1460 };
     if (!tunnel.source && va.family === 4) tunnel.source = va.address;
     if (!tunnel.source6 && va.family === 6) tunnel.source6 = va.address;
     return { address: va.address, family: va.family, ports, protocols, method, scheduler, ringSize, policy, rtspPorts, maxSessions, sessionRate, clientAffinity, tunnel, backends,
-      ...(rv.healthCheck !== undefined ? { healthCheck: rv.healthCheck } : {}) };
+      ...(rv.healthCheck !== undefined ? { healthCheck: rv.healthCheck } : {}), ...(splice ? { splice } : {}) };
   });
   const maxSessions = int(raw, 'maxSessions', '', 0, 0, 1 << 30);
   const live = raw.live === undefined ? null : parseLive(raw.live, vips);
