@@ -49,7 +49,7 @@ const clientPort = (i: number) => 10000 + i;
 function openSpliced(eng: Engine, conns: number): { backend: string; lport: number }[] {
   // In chunks: connections waiting for their backend hold a request buffer (entries / 8 of them).
   const all: { backend: string; lport: number }[] = [];
-  for (let base = 0; base < conns; base += BATCH) all.push(...openChunk(eng, base, Math.min(BATCH, conns - base)));
+  for (let base = 0; base < conns; base += 64) all.push(...openChunk(eng, base, Math.min(64, conns - base)));
   return all;
 }
 
