@@ -38,6 +38,17 @@ export async function waitPort(host: string, port: number, ms = 10_000): Promise
   }
 }
 
+/** waitPort from inside network namespace `ns` (bash's /dev/tcp). */
+export async function waitPortNs(ns: string, host: string, port: number, ms = 10_000): Promise<void> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const r = await run('ip', ['netns', 'exec', ns, 'bash', '-c', `exec 3<>/dev/tcp/${host}/${port}`], 3000);
+    if (r.code === 0) return;
+    if (Date.now() > until) throw new Error(`nothing listens on ${host}:${port} in ${ns} after ${ms} ms`);
+    await sleep(50);
+  }
+}
+
 export interface Proc {
   child: ChildProcess;
   out: () => string;
@@ -64,7 +75,7 @@ export function start(cmd: string, args: string[], opts: { cwd?: string } = {}):
 }
 
 /** nginx on address:port answering every path with its id (body and X-Backend). */
-export async function startNginx(dir: string, id: string, address: string, port: number, opts: { workers?: number } = {}): Promise<Proc> {
+export async function startNginx(dir: string, id: string, address: string, port: number, opts: { workers?: number; ns?: string } = {}): Promise<Proc> {
   const d = join(dir, `nginx-${id}`);
   mkdirSync(d, { recursive: true });
   // /big: 4 MiB of pseudo-random bytes, the same for every backend id (a large response).
@@ -95,8 +106,10 @@ http {
   }
 }
 `);
-  const p = start('/usr/sbin/nginx', ['-p', d, '-c', join(d, 'nginx.conf')]);
-  await waitPort(address, port);
+  const argv = ['/usr/sbin/nginx', '-p', d, '-c', join(d, 'nginx.conf')];
+  const p = opts.ns ? start('ip', ['netns', 'exec', opts.ns, ...argv]) : start(argv[0], argv.slice(1));
+  if (opts.ns) await waitPortNs(opts.ns, address, port);
+  else await waitPort(address, port);
   return p;
 }
 
@@ -108,13 +121,15 @@ export async function startRtsp(id: string, address: string, port: number): Prom
 }
 
 /** `sessionlb gateway --config FILE`; resolves once every VIP port accepts. */
-export async function startGateway(dir: string, config: unknown, listen: { address: string; port: number }[], configFile?: string): Promise<Proc> {
+export async function startGateway(dir: string, config: unknown, listen: { address: string; port: number }[], configFile?: string, ns?: string): Promise<Proc> {
   mkdirSync(dir, { recursive: true });
   const file = configFile ?? join(dir, `gateway-${Date.now()}.json`);
   writeFileSync(file, JSON.stringify(config, null, 2));
-  const p = start(process.execPath, [CLI, 'gateway', '--config', file]);
+  const argv = [process.execPath, CLI, 'gateway', '--config', file];
+  // `ip netns exec` execs the command: the child's pid is the gateway's.
+  const p = ns ? start('ip', ['netns', 'exec', ns, ...argv]) : start(argv[0], argv.slice(1));
   try {
-    for (const l of listen) await waitPort(l.address, l.port);
+    for (const l of listen) await (ns ? waitPortNs(ns, l.address, l.port) : waitPort(l.address, l.port));
     // Signal handlers (SIGHUP reload) are installed in the same tick as this line is logged.
     for (let i = 0; i < 200 && !p.err().includes('"gateway ready"'); i++) await sleep(25);
     if (!p.err().includes('"gateway ready"')) throw new Error('no "gateway ready" line');
