@@ -17,6 +17,7 @@ import { verifyFrame } from './ref/csum.js';
 import { badChecksumFrames, tcpAnalysisFrames, fields } from './helpers/tshark.js';
 import { tempDir } from './helpers/cli.js';
 import { PcapWriter } from '../host/io/pcap-writer.js';
+import { rng } from './helpers/rng.js';
 
 const VIP = '10.1.0.1';
 const CLIENT = '10.0.0.2';
@@ -620,5 +621,58 @@ describe('splice: both builds give identical bytes', () => {
     const b = run(loadModule(join(process.cwd(), 'build/sessionlb-nosimd.wasm')));
     expect(a.length).toBeGreaterThan(1000);
     expect(a).toBe(b);
+  });
+});
+
+describe('splice: hostile input', () => {
+  it('random segments to the VIP and to our local ports never trap, and every frame is accounted for', () => {
+    const eng = makeEngine();
+    const h = new Harness(eng);
+    // A few real connections, so the backend side has entries to hit.
+    for (let i = 0; i < 3; i++) httpExchange(h, { cIsn: 0xfffffff0 - i, bIsn: 0xffffff00 + i, cport: 49000 + i, request: 'GET / HTTP/1.1\r\nHost: a\r\n\r\n' });
+    const r = rng(5);
+    const pick = <T,>(xs: T[]) => xs[Math.floor(r() * xs.length)];
+    const frames = [];
+    const damaged = new Set<number>();
+    for (let n = 0; n < 20000; n++) {
+      const toVip = r() < 0.5;
+      const opts: Opts = {};
+      if (r() < 0.5) opts.mss = Math.floor(r() * 65536);
+      if (r() < 0.5) opts.ws = Math.floor(r() * 256);
+      if (r() < 0.3) opts.sackOk = true;
+      if (r() < 0.5) opts.ts = [Math.floor(r() * 2 ** 32), Math.floor(r() * 2 ** 32)];
+      if (r() < 0.3) opts.sack = [[Math.floor(r() * 2 ** 32), Math.floor(r() * 2 ** 32)]];
+      let f = seg({
+        src: toVip ? pick([CLIENT, '10.5.5.5']) : pick(BACKENDS), dst: VIP, sport: toVip ? pick([49000, 49001, 49002, 1234]) : pick([80, 554, 81]),
+        dport: toVip ? pick([80, 554]) : 32768 + Math.floor(r() * 8), seq: Math.floor(r() * 2 ** 32), ack: Math.floor(r() * 2 ** 32),
+        flags: Math.floor(r() * 64), win: Math.floor(r() * 65536), opts, payload: r() < 0.5 ? new Uint8Array(Math.floor(r() * 300)).map(() => Math.floor(r() * 256)) : undefined,
+      });
+      // Damage: truncation, a wrong data offset, garbage option bytes.
+      const d = r();
+      if (d < 0.3) damaged.add(n);
+      if (d < 0.1) f = f.slice(0, 14 + 20 + Math.floor(r() * 30));
+      else if (d < 0.2) f[14 + 20 + 12] = Math.floor(r() * 256);
+      else if (d < 0.3 && f.length > 60) for (let k = 54; k < Math.min(f.length, 74); k++) f[k] = Math.floor(r() * 256);
+      frames.push({ data: f, tsSec: 2000 + Math.floor(n / 1000) });
+    }
+    const before = eng.counters();
+    const res = eng.processBatch(frames);
+    expect(res.length).toBe(frames.length);
+    for (let t = 0; t < 5; t++) sx(eng).splice_tick(2_100_000 + t * 60_000);
+    eng.drainSplice();
+    const c = eng.counters();
+    const d = (k: string) => c[k] - before[k];
+    expect(d('rx-packets')).toBe(frames.length);
+    expect(d('tx-backend') + d('tx-client') + d('passed') + d('dropped')).toBe(frames.length);
+    // What is forwarded or answered from an intact input carries valid checksums.
+    let checked = 0;
+    res.forEach((x, i) => {
+      if ((x.verdict === 'client' || x.verdict === 'backend') && !damaged.has(i)) {
+        expect(verifyFrame(x.frame).problems).toEqual([]);
+        checked++;
+      }
+    });
+    expect(checked).toBeGreaterThan(1000);
+    expect(sx(eng).splice_count()).toBeLessThanOrEqual(sx(eng).splice_capacity());
   });
 });
