@@ -2,7 +2,8 @@
 // directly, on loopback (127.0.8.x): wrk requests/s and latency p50/p99, and CPU seconds per 10k
 // requests of the gateway process and of the nginx processes (from /proc, utime + stime).
 // Short bounded runs: --seconds N (default 3), --connections N (default 16). Prints a markdown
-// table; --out FILE also writes it there.
+// table; --out FILE also writes it there. --lab (root): the same comparison in the lab topology,
+// the kernel's nftables DNAT first, then the gateway in the balancer namespace (see labMain).
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
@@ -58,7 +59,70 @@ async function wrk(url: string, extra: string[], procs: { proxy: Proc | null; ng
   };
 }
 
+/** wrk inside namespace `ns`; CPU of the gateway process (pid) over the run when given. */
+async function wrkNs(ns: string, url: string, extra: string[], pid: number | null): Promise<Omit<Row, 'name' | 'nginxCpu'>> {
+  const c0 = pid ? cpuTree(pid) : 0;
+  const r = await run('ip', ['netns', 'exec', ns, 'wrk', '-t1', '-c32', `-d${SECONDS}s`, '--timeout', '2s', '--latency', ...extra, url], (SECONDS + 30) * 1000);
+  const c1 = pid ? cpuTree(pid) : 0;
+  if (r.code !== 0) throw new Error(`wrk failed: ${r.err}`);
+  const reqs = Number(/(\d+) requests in/.exec(r.out)?.[1] ?? 0);
+  const pct = (p: string) => new RegExp(`^\\s+${p}%\\s+(\\S+)`, 'm').exec(r.out)?.[1] ?? '?';
+  const errs = [/Socket errors:.*$/m.exec(r.out)?.[0], /Non-2xx.*$/m.exec(r.out)?.[0]].filter(Boolean).join('; ');
+  return { rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(r.out)?.[1] ?? 0), p50: pct('50'), p99: pct('99'), errors: errs || 'none', proxyCpu: pid ? ((c1 - c0) / reqs) * 10_000 : null };
+}
+
+/**
+ * --lab: the lab (host/lab) with the kernel's nftables DNAT measured first, then the same lab with
+ * the DNAT table removed and `sessionlb gateway` running in the balancer namespace on the VIP
+ * (a kernel address there), health-checking and connecting from the lb's server-LAN address.
+ */
+async function labMain() {
+  const { labUp, labDown } = await import('../host/lab/lab.js');
+  const { nsRun } = await import('../host/lab/proc.js');
+  const { VIP, HTTP_PORT, RTSP_PORT, LB_HEALTH_ADDR } = await import('../host/lab/topology.js');
+  const prefix = 'slbg-';
+  await labDown({ prefix });
+  const st = await labUp({ method: 'kernel', prefix });
+  const rows: (Omit<Row, 'nginxCpu'>)[] = [];
+  let gw: Proc | null = null;
+  try {
+    const c1 = st.topology.clients[0].ns;
+    const close = ['-H', 'Connection: close'];
+    rows.push({ name: 'kernel nftables DNAT, keep-alive', ...(await wrkNs(c1, `http://${VIP}:${HTTP_PORT}/`, [], null)) });
+    rows.push({ name: 'kernel nftables DNAT, new connection per request', ...(await wrkNs(c1, `http://${VIP}:${HTTP_PORT}/`, close, null)) });
+    const d = nsRun(st.topology.lb, ['nft', 'delete', 'table', 'ip', 'slb-lab-kernel']);
+    if (d.code !== 0) throw new Error(`nft delete table: ${d.stderr}`);
+    gw = await startGateway(join(DIR, 'lab'), {
+      vips: [{
+        address: VIP, ports: [HTTP_PORT, RTSP_PORT], rtspPorts: [RTSP_PORT], protocols: ['tcp'], scheduler: 'maglev',
+        healthCheck: { type: 'http', port: HTTP_PORT, path: '/health', interval: 0.5, timeout: 0.3, localAddress: LB_HEALTH_ADDR },
+        backends: st.topology.backends.map((b) => ({ id: b.id, address: b.address })),
+      }],
+      gateway: { source: LB_HEALTH_ADDR, logLevel: 'info', maxConnections: 100000 },
+    }, [{ address: VIP, port: HTTP_PORT }], undefined, st.topology.lb);
+    await sleep(1200); // first health checks
+    const pid = gw.child.pid!;
+    rows.push({ name: 'gateway, keep-alive (pinned)', ...(await wrkNs(c1, `http://${VIP}:${HTTP_PORT}/`, [], pid)) });
+    rows.push({ name: 'gateway, new connection per request', ...(await wrkNs(c1, `http://${VIP}:${HTTP_PORT}/`, close, pid)) });
+  } finally {
+    await gw?.stop();
+    await labDown({ prefix });
+    rmSync(DIR, { recursive: true, force: true });
+  }
+  const f = (x: number | null, d = 2) => (x === null ? '-' : x.toFixed(d));
+  const text = [
+    `Gateway vs kernel DNAT in the lab (wrk -t1 -c32 -d${SECONDS}s from client c1 to the VIP, three nginx backends; ${cpus().length} cores; ${new Date().toISOString()})`,
+    '',
+    '| run | requests/s | p50 | p99 | gateway CPU s / 10k req | errors |',
+    '|---|---:|---:|---:|---:|---|',
+    ...rows.map((r) => `| ${r.name} | ${r.rps.toFixed(0)} | ${r.p50} | ${r.p99} | ${f(r.proxyCpu)} | ${r.errors} |`),
+  ].join('\n') + '\n';
+  process.stdout.write(text);
+  if (OUT) writeFileSync(OUT, text);
+}
+
 async function main() {
+  if (argv.includes('--lab')) return labMain();
   rmSync(DIR, { recursive: true, force: true });
   const port = await freePort('127.0.8.1');
   const vip = '127.0.8.40';
