@@ -79,7 +79,7 @@ async function wrkNs(ns: string, url: string, extra: string[], pid: number | nul
 async function labMain() {
   const { labUp, labDown } = await import('../host/lab/lab.js');
   const { nsRun } = await import('../host/lab/proc.js');
-  const { VIP, HTTP_PORT, RTSP_PORT, LB_HEALTH_ADDR } = await import('../host/lab/topology.js');
+  const { VIP, HTTP_PORT } = await import('../host/lab/topology.js');
   const prefix = 'slbg-';
   await labDown({ prefix });
   const st = await labUp({ method: 'kernel', prefix });
@@ -92,14 +92,8 @@ async function labMain() {
     rows.push({ name: 'kernel nftables DNAT, new connection per request', ...(await wrkNs(c1, `http://${VIP}:${HTTP_PORT}/`, close, null)) });
     const d = nsRun(st.topology.lb, ['nft', 'delete', 'table', 'ip', 'slb-lab-kernel']);
     if (d.code !== 0) throw new Error(`nft delete table: ${d.stderr}`);
-    gw = await startGateway(join(DIR, 'lab'), {
-      vips: [{
-        address: VIP, ports: [HTTP_PORT, RTSP_PORT], rtspPorts: [RTSP_PORT], protocols: ['tcp'], scheduler: 'maglev',
-        healthCheck: { type: 'http', port: HTTP_PORT, path: '/health', interval: 0.5, timeout: 0.3, localAddress: LB_HEALTH_ADDR },
-        backends: st.topology.backends.map((b) => ({ id: b.id, address: b.address })),
-      }],
-      gateway: { source: LB_HEALTH_ADDR, logLevel: 'info', maxConnections: 100000 },
-    }, [{ address: VIP, port: HTTP_PORT }], undefined, st.topology.lb);
+    const { gatewayLabConfig } = await import('../host/gateway/lab.js');
+    gw = await startGateway(join(DIR, 'lab'), gatewayLabConfig(st.topology), [{ address: VIP, port: HTTP_PORT }], undefined, st.topology.lb);
     await sleep(1200); // first health checks
     const pid = gw.child.pid!;
     rows.push({ name: 'gateway, keep-alive (pinned)', ...(await wrkNs(c1, `http://${VIP}:${HTTP_PORT}/`, [], pid)) });

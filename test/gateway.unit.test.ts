@@ -7,6 +7,8 @@ import { Pool, SessionTable, choose, makeVip, type BackendRt } from '../host/gat
 import { parseGatewayConfig } from '../host/gateway/config.js';
 import { refusal } from '../host/gateway/proxy.js';
 import { parseConfig } from '../host/ctl/config.js';
+import { gatewayLabConfig } from '../host/gateway/lab.js';
+import { topology } from '../host/lab/topology.js';
 
 describe('heads', () => {
   it('parses HTTP and RTSP requests and replies', () => {
@@ -212,5 +214,11 @@ describe('gateway config', () => {
     expect(err({ metrics: { address: '10.0.0.5' } })).toMatch(/gateway\.metrics\.address: .*not a loopback/);
     expect(err({}, { vips: [{ address: '10.0.0.100', backends: [{ id: 'b1', address: '10.0.0.1' }] }] })).toMatch(/vips\[0\]\.ports: the gateway listens/);
     expect(err({ maxConnections: 5, idleTimeout: 1.5 })).toBe('no error');
+  });
+  it('the lab\'s gateway config validates', () => {
+    const g = parseGatewayConfig(gatewayLabConfig(topology('slbt8-', false), { maxSessions: 2 }));
+    expect(g.config.vips.map((v) => v.ports)).toEqual([[80, 8554], [5201]]);
+    expect(g.config.vips[0].maxSessions).toBe(2);
+    expect(g.gateway.source).toBe('10.88.2.253');
   });
 });
