@@ -215,6 +215,21 @@ describe('gateway config', () => {
     expect(err({}, { vips: [{ address: '10.0.0.100', backends: [{ id: 'b1', address: '10.0.0.1' }] }] })).toMatch(/vips\[0\]\.ports: the gateway listens/);
     expect(err({ maxConnections: 5, idleTimeout: 1.5 })).toBe('no error');
   });
+  it('a splice VIP\'s rules apply after the gateway\'s own, matched on the request URI as sent', () => {
+    const g = parseGatewayConfig({
+      vips: [{ address: '10.0.0.100', ports: [80], method: 'splice', scheduler: 'rr', splice: { rules: [{ prefix: '/static/', backend: 'b2' }, { prefix: 'rtsp://10.0.0.100/cam', backend: 'b1' }] },
+        backends: [{ id: 'b1', address: '10.0.0.1' }, { id: 'b2', address: '10.0.0.2' }] }],
+      gateway: { rules: [{ prefix: '/static/special', backends: ['b1'] }] },
+    });
+    expect(g.gateway.rules.map((r) => [r.prefix, r.match, r.backends[0]])).toEqual([['/static/special', 'path', 'b1'], ['/static/', 'uri', 'b2'], ['rtsp://10.0.0.100/cam', 'uri', 'b1']]);
+    const vip = makeVip(g.config.vips[0], g.gateway.rules, () => null);
+    const c = (uri: string) => choose(vip, 80, { path: uriPath(uri), uri, host: null, session: null }, { address: '1.1.1.1', port: 1 }, 0);
+    expect(c('/static/special/x')).toMatchObject({ rule: 0, backend: { id: 'b1' } });
+    expect(c('/static/a.css')).toMatchObject({ rule: 1, backend: { id: 'b2' } });
+    expect(c('http://10.0.0.100/static/a.css').reason).toBe('scheduler'); // the engine matches the URI as sent
+    expect(c('rtsp://10.0.0.100/cam1')).toMatchObject({ rule: 2, backend: { id: 'b1' } });
+  });
+
   it('the lab\'s gateway config validates', () => {
     const g = parseGatewayConfig(gatewayLabConfig(topology('slbt8-', false), { maxSessions: 2 }));
     expect(g.config.vips.map((v) => v.ports)).toEqual([[80, 8554], [5201]]);

@@ -240,7 +240,7 @@ export interface Choice {
 
 /** What the first request (null when there is none to inspect) chooses; see the header. */
 export function choose(
-  vip: VipRt, port: number, req: { path: string; host: string | null; session: string | null } | null,
+  vip: VipRt, port: number, req: { path: string; uri?: string; host: string | null; session: string | null } | null,
   client: { address: string; port: number }, now: number, exclude: ReadonlySet<BackendRt> = new Set(),
 ): Choice {
   if (req?.session) {
@@ -253,7 +253,7 @@ export function choose(
       const { rule, pool } = vip.rules[i];
       if (rule.port !== null && rule.port !== port) continue;
       if (rule.host !== null && rule.host !== host) continue;
-      if (!req.path.startsWith(rule.prefix)) continue;
+      if (!(rule.match === 'uri' ? (req.uri ?? req.path) : req.path).startsWith(rule.prefix)) continue;
       return { backend: pool.pick(client.address, client.port, exclude), reason: 'rule', rule: i, pool };
     }
   }

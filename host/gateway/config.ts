@@ -5,7 +5,8 @@
 //
 //   "gateway": {
 //     "rules": [ { "vip": "10.0.0.10", "port": 80, "prefix": "/video/", "host": "www.example",
-//                  "backends": ["b2", "b3"] } ],      // first match wins; vip/port/host optional
+//                  "backends": ["b2", "b3"] } ],      // first match wins; vip/port/host optional;
+//                                                     // then each VIP's splice.rules (method splice)
 //     "source": "10.1.0.2", "source6": "fd00::2",     // local address of backend connections
 //     "maxConnections": 10000,                        // open client connections (then 503)
 //     "connectTimeout": 2, "idleTimeout": 300, "headTimeout": 5,   // seconds, fractions allowed
@@ -24,6 +25,9 @@ export interface GatewayRule {
   vip: string | null; // the VIP's address as configured; null = every VIP
   port: number | null;
   prefix: string;
+  /** 'path': the prefix starts the URI's path (gateway.rules); 'uri': it starts the request URI
+   * as sent (a VIP's splice.rules, matched as the splicing engine matches them). */
+  match: 'path' | 'uri';
   host: string | null; // lower case, without port
   backends: string[]; // backend ids of that VIP (of every VIP it applies to)
 }
@@ -140,8 +144,14 @@ export function parseGatewayOptions(raw: unknown, config: Config): GatewayOption
           }
         }
       });
-      return { vip, port, prefix, host, backends: [...(r.backends as string[])] };
+      return { vip, port, prefix, host, match: 'path', backends: [...(r.backends as string[])] };
     });
+  }
+  // A VIP's splice rules (method splice, docs/splice.md) apply here too, after the gateway's own,
+  // so one config file drives both designs with the same choice.
+  for (const v of config.vips) {
+    const sp = (v as { splice?: { rules?: { prefix: string; backend: string }[] } }).splice;
+    for (const r of sp?.rules ?? []) out.rules.push({ vip: v.address, port: null, prefix: r.prefix, host: null, match: 'uri', backends: [r.backend] });
   }
   for (const [i, v] of config.vips.entries()) {
     if (!v.protocols.includes('tcp')) throw new ConfigError(`vips[${i}].protocols`, 'the gateway proxies TCP: include "tcp"');

@@ -366,7 +366,7 @@ export class Gateway extends EventEmitter {
   private route(l: Listener, client: Socket, head: Head, held: Buffer, release: () => void): void {
     const now = Date.now();
     const sess = head.protocol === 'rtsp' ? header(head, 'session') : null;
-    const req = { path: head.path, host: header(head, 'host'), session: sess ? sessionId(sess) : null };
+    const req = { path: head.path, uri: head.uri, host: header(head, 'host'), session: sess ? sessionId(sess) : null };
     const cli = { address: client.remoteAddress ?? '', port: client.remotePort ?? 0 };
     const exclude = new Set<BackendRt>();
     const attempt = (tries: number): void => {
