@@ -436,7 +436,7 @@ describe('splice: timers and failures', () => {
     expect(ex.splice_count()).toBe(0);
   });
 
-  it('a backend RST to our SYN resets the client; an idle half-open request is reset after 30 s', () => {
+  it('a backend RST to our SYN resets the client; an incomplete request is bound after the inspect delay', () => {
     const eng = makeEngine();
     const h = new Harness(eng);
     const C = { src: CLIENT, dst: VIP, sport: 43001, dport: 80 };
@@ -449,17 +449,51 @@ describe('splice: timers and failures', () => {
     expect(r.verdict).toBe('client');
     expect(parseTcp(r.frame)).toMatchObject({ flags: F.RST | F.ACK, dst: CLIENT, dport: 43001 });
     expect(sx(eng).splice_count()).toBe(0);
-    // Half a request, then silence.
+    // Half a request, then silence: bound after the inspect delay (1 s) with what arrived.
     const C2 = { ...C, sport: 43002 };
     r = h.send(seg({ ...C2, seq: 1, flags: F.SYN, opts: { mss: 1460 } }), true);
     const isn2 = parseTcp(r.frame).seq;
     h.send(seg({ ...C2, seq: 2, ack: isn2 + 1, flags: F.ACK, payload: enc('GET / HT') }), true);
     expect(sx(eng).splice_count()).toBe(1);
-    expect(sx(eng).splice_tick(h.nowMs() + 10000)).toBe(0);
-    expect(sx(eng).splice_tick(h.nowMs() + 31000)).toBe(1);
+    sx(eng).splice_tick(h.nowMs() + 500);
+    expect(eng.drainSplice()).toEqual([]);
+    sx(eng).splice_tick(h.nowMs() + 1100);
     const out = eng.drainSplice();
     expect(out.length).toBe(1);
-    expect(parseTcp(out[0].frame)).toMatchObject({ flags: F.RST | F.ACK, dport: 43002 });
+    expect(parseTcp(out[0].frame)).toMatchObject({ flags: F.SYN, seq: 1 });
+  });
+
+  it('server speaks first: a client that sends nothing is joined after the inspect delay, the banner reaches it', () => {
+    const eng = makeEngine();
+    const h = new Harness(eng);
+    const C = { src: CLIENT, dst: VIP, sport: 43003, dport: 80 };
+    let r = h.send(seg({ ...C, seq: 7000, flags: F.SYN, opts: { mss: 1460, ts: [10, 0] } }), true);
+    const isn = parseTcp(r.frame).seq;
+    const tsLb = parseTcp(r.frame).opts.ts![0];
+    h.send(seg({ ...C, seq: 7001, ack: isn + 1, flags: F.ACK, opts: { ts: [11, tsLb] } }), true);
+    sx(eng).splice_tick(h.nowMs() + 1001);
+    const [synF] = eng.drainSplice();
+    const syn = parseTcp(synF.frame);
+    const B = { src: syn.dst, dst: VIP, sport: 80, dport: syn.sport, srcMac: `02:00:00:00:01:0${synF.backendIndex + 1}` };
+    r = h.send(seg({ ...B, seq: 40, ack: 7001, flags: F.SYN | F.ACK, opts: { mss: 1460, ts: [900, 11] } }), false);
+    expect(r.reason).toBe('splice');
+    expect(h.out.length).toBe(1);
+    expect(parseTcp(h.out[0].frame)).toMatchObject({ flags: F.ACK, seq: 7001, ack: 41 });
+    expect(parseTcp(h.out[0].frame).payload.length).toBe(0);
+    // Lost ACK: the backend's SYN-ACK again gets it again.
+    h.send(seg({ ...B, seq: 40, ack: 7001, flags: F.SYN | F.ACK, opts: { mss: 1460, ts: [903, 11] } }), false);
+    expect(h.out.length).toBe(1);
+    // The banner.
+    r = h.send(seg({ ...B, seq: 41, ack: 7001, flags: F.ACK | F.PSH, opts: { ts: [905, 11] }, payload: enc('220 ready\r\n') }), false);
+    expect(r.verdict).toBe('client');
+    const c = parseTcp(r.frame);
+    expect(c).toMatchObject({ seq: u32(isn + 1), ack: 7001, dport: 43003 });
+    expect(dec(c.payload)).toBe('220 ready\r\n');
+    expect(c.opts.ts![0]).toBeGreaterThanOrEqual(tsLb);
+    // No retransmission of anything later: the connection is joined.
+    sx(eng).splice_tick(h.nowMs() + 20000);
+    expect(eng.drainSplice()).toEqual([]);
+    expect(sx(eng).splice_count()).toBe(1);
   });
 });
 

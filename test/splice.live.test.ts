@@ -245,7 +245,7 @@ describe.skipIf(why !== null)('splice on TAP devices (netns, kernel TCP on both 
     expect(await done).not.toBeNull();
   }, 60_000);
 
-  it('captures of both sides: no bad checksum, no retransmission or lost segment; no flow-table state', async () => {
+  it('captures of both sides: no bad checksum, the same TCP analysis flags on both sides; no flow-table state', async () => {
     await new Promise<void>((r) => { lb!.once('close', () => r()); lb!.kill('SIGTERM'); });
     const final = JSON.parse(lbOut) as { counters: Record<string, number>; flowTable: { entries: number }; drops: Record<string, number> };
     // Splicing never touches the flow table; the flood's SYNs were all answered with cookies.
@@ -253,14 +253,31 @@ describe.skipIf(why !== null)('splice on TAP devices (netns, kernel TCP on both 
     expect(final.flowTable.entries).toBe(0);
     expect(final.counters['tx-client']).toBeGreaterThan(3000);
     expect(final.drops.splice).toBeGreaterThan(0);
-    const files = readdirSync(join(DIR, 'pcap')).filter((f) => f.endsWith('.pcap'));
-    expect(files.length).toBeGreaterThanOrEqual(2);
-    for (const f of files) {
-      const p = join(DIR, 'pcap', f);
-      expect(badChecksumFrames(p), f).toEqual([]);
-      const bad = fields(p, ['frame.number', '_ws.col.Info'], { filter: 'tcp.analysis.retransmission || tcp.analysis.fast_retransmission || tcp.analysis.lost_segment || tcp.analysis.ack_lost_segment || tcp.analysis.out_of_order' });
-      expect(bad, f).toEqual([]);
+    const cli = join(DIR, 'pcap', 'slbs-tc.pcap'), srv = join(DIR, 'pcap', 'slbs-ts.pcap');
+    for (const p of [cli, srv]) {
+      expect(badChecksumFrames(p), p).toEqual([]);
       expect(fields(p, ['frame.number'], { filter: 'tcp' }).length).toBeGreaterThan(100);
     }
+    // Retransmissions, losses and reordering are the end hosts' own (a loaded machine delays ACKs:
+    // tail loss probes happen): whatever tshark flags on one side it flags on the other, in the
+    // same direction, so sessionlb lost, duplicated or reordered nothing.
+    const flags = ['retransmission', 'fast_retransmission', 'spurious_retransmission', 'lost_segment', 'ack_lost_segment', 'out_of_order', 'duplicate_ack'];
+    // One tshark pass per capture: the flagged frames with their endpoints.
+    const tally = (p: string, side: 'client' | 'server') => {
+      const t = new Map<string, number>();
+      const rows = fields(p, ['ip.src', 'ip.dst', 'tcp.srcport', 'tcp.dstport', ...flags.map((f) => `tcp.analysis.${f}`)], { filter: 'tcp.analysis.flags' });
+      for (const [src, dst, sp, dp, ...has] of rows) {
+        const svc = new Set(['80', '554']);
+        let dir = '';
+        if (side === 'client' && src === VIP && svc.has(sp)) dir = 'down';
+        else if (side === 'client' && src === '10.97.1.10' && dst === VIP && svc.has(dp)) dir = 'up';
+        else if (side === 'server' && src.startsWith('10.97.2.1') && svc.has(sp)) dir = 'down';
+        else if (side === 'server' && dst.startsWith('10.97.2.1') && svc.has(dp)) dir = 'up';
+        if (!dir) continue;
+        flags.forEach((f, k) => { if (has[k]) t.set(`${dir} ${f}`, (t.get(`${dir} ${f}`) ?? 0) + 1); });
+      }
+      return Object.fromEntries([...t].sort());
+    };
+    expect(tally(cli, 'client')).toEqual(tally(srv, 'server'));
   }, 60_000);
 });

@@ -108,7 +108,10 @@ const TH_ACK: u32 = 16;
 export const OUR_WS: u32 = 7;
 const RTO_MS: u32 = 1000;
 const MAX_TRIES: u32 = 4;
-const BUFFER_IDLE_MS: u32 = 30000;
+/** Inspect delay: a request still incomplete this long after the handshake is bound anyway (by
+ * what has arrived, usually the scheduler), so protocols where the server speaks first, or whose
+ * requests are not text heads, still work (HAProxy's tcp-request inspect-delay). */
+export let spliceInspectMs: u32 = 1000;
 const CLOSE_MS: u32 = 10000;
 const IDLE_MS: u32 = 900000;
 /** The cookie's time counter advances every 64 s; a cookie is good for the current and previous step. */
@@ -658,6 +661,7 @@ function fromClient(d: usize, data: usize, caplen: u32, tcp: usize, hlen: u32, v
     store<u16>(e + E_CWIN, load<u16>(tcp + 14));
     store<u32>(e + E_SEEN, nowMs);
     clientMac(e, data);
+    store<u32>(e + E_DEADLINE, nowMs + spliceInspectMs);
     return buffering(d, data, caplen, tcp, hlen, <u32>ii, e, vip, seq, flags, nowS, nowMs);
   }
   const i = <u32>found;
@@ -818,13 +822,13 @@ function chooseBackend(e: usize, vip: u32): i32 {
     }
   }
   let sh: u32 = 0;
-  const k = keyPtr;
-  // keyPtr holds this connection's client key (fromClient built it).
   if (<u32>load<u8>(v + V_SCHED) == S_SH || <u32>load<u8>(v + V_POLICY) == P_CLIENT) {
+    // Source hashing: a key holding only the client address (docs/abi.md), from the record (the
+    // timer binds requests too, when keyPtr holds nothing of this connection).
     const k2 = key2Ptr;
     memory.fill(k2, 0, 40);
-    store<u64>(k2, load<u64>(k));
-    store<u64>(k2, load<u64>(k, 8), 8);
+    store<u32>(k2, 0xffff0000, 8);
+    store<u32>(k2, load<u32>(e + E_CADDR), 12);
     sh = flowHash(k2);
   }
   return schedule(vip, load<u32>(e + E_HASH), sh);
@@ -881,6 +885,18 @@ function sendReplay(i: u32, e: usize): void {
   const outS = (opts & O_BWS) ? inS : 0;
   const win = rescale(<u32>bswap<u16>(load<u16>(e + E_CWIN)), inS, outS);
   const src = bufPtr(e);
+  if (n == 0) {
+    // Nothing held (the server speaks first): the ACK that completes the backend's handshake.
+    const f = outFrame();
+    if (!f) return;
+    writeEth(f, backendPtr(j) + B_MAC);
+    let ol: u32 = 0;
+    if (ts) ol = writeTsOpt(f + 54, load<u32>(e + E_CTSVAL), load<u32>(e + E_BTSVAL));
+    const len = 14 + writeIpTcp(f + 14, load<u32>(e + E_LADDR), load<u32>(e + E_BADDR), localPort(i), load<u16>(e + E_VPORT),
+      load<u32>(e + E_CISN) + 1, load<u32>(e + E_BISN) + 1, TH_ACK, win, ol, 0);
+    outCommit(1, j, len);
+    return;
+  }
   for (let off: u32 = 0; off < n; off += mss) {
     const f = outFrame();
     if (!f) return;
@@ -946,11 +962,17 @@ function fromBackend(d: usize, data: usize, caplen: u32, tcp: usize, hlen: u32, 
     store<u32>(e + E_DEADLINE, nowMs + RTO_MS);
     stat(ST_SPLICED);
     sendReplay(i, e);
+    if (load<u32>(e + E_BUFFERED) == 0) {
+      // Nothing to replay: joined as soon as our ACK is out.
+      store<u8>(e + E_STATE, <u8>SP_SPLICED);
+      releaseBuffer(e);
+    }
     return absorb(d);
   }
   if (flags & TH_SYN) {
-    // A retransmitted SYN-ACK: our replay (or its ACK) was lost; send it again.
-    if (st == SP_REPLAY && (flags & TH_ACK) && seq == load<u32>(e + E_BISN)) sendReplay(i, e);
+    // A retransmitted SYN-ACK: our replay (or our ACK, when there was nothing to replay) was lost.
+    if ((flags & TH_ACK) && seq == load<u32>(e + E_BISN) &&
+      (st == SP_REPLAY || (st == SP_SPLICED && load<u32>(e + E_BUFFERED) == 0))) sendReplay(i, e);
     return absorb(d);
   }
   const start = pL4 + hlen;
@@ -1093,10 +1115,9 @@ export function spliceTick(nowMs: u32): u32 {
     const idle = nowMs - load<u32>(e + E_SEEN);
     const vip = <u32>load<u8>(e + E_VIP);
     if (st == SP_BUFFER) {
-      if (<i32>idle > <i32>BUFFER_IDLE_MS) {
-        resetClient(e, vip, nowMs);
-        entryFree(i);
-        removed++;
+      if (<i32>(nowMs - load<u32>(e + E_DEADLINE)) >= 0) {
+        connect(i, e, vip, nowMs);
+        if (<u32>load<u8>(e + E_STATE) == SP_FREE) removed++;
       }
     } else if (st == SP_SYN_SENT || st == SP_REPLAY) {
       if (<i32>(nowMs - load<u32>(e + E_DEADLINE)) >= 0) {
