@@ -253,6 +253,11 @@ describe.skipIf(why !== null)('splice on TAP devices (netns, kernel TCP on both 
     expect(final.flowTable.entries).toBe(0);
     expect(final.counters['tx-client']).toBeGreaterThan(3000);
     expect(final.drops.splice).toBeGreaterThan(0);
+    const sp = (final as unknown as { splice: Record<string, number> }).splice;
+    expect(sp['cookies-sent']).toBeGreaterThan(3000);
+    expect(sp['session-matched']).toBe(12); // 4 rounds x 3 reconnections
+    expect(sp['give-ups']).toBe(0);
+    expect(sp.translated).toBeGreaterThan(1000);
     const cli = join(DIR, 'pcap', 'slbs-tc.pcap'), srv = join(DIR, 'pcap', 'slbs-ts.pcap');
     for (const p of [cli, srv]) {
       expect(badChecksumFrames(p), p).toEqual([]);

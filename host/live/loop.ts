@@ -751,7 +751,19 @@ export class LiveBalancer {
       ...s,
       backends: s.backends.map((b, k) => ({ ...b, address: this.backends.filter((x) => !x.removed)[k].address, mac: this.backends.filter((x) => !x.removed)[k].mac })),
       slowPath: this.slowCounts(),
+      ...(this.config.vips.some((v) => v.method === 'splice') ? { splice: this.spliceStats() } : {}),
     };
+  }
+
+  /** TCP splicing's statistics (docs/abi.md "TCP splicing") and open connections. */
+  spliceStats(): Record<string, number> {
+    const sx = this.engine.ex as unknown as SpliceExports;
+    const names = ['cookies-sent', 'cookies-valid', 'cookies-invalid', 'backend-syns', 'spliced', 'replay-segments', 'retransmits', 'give-ups',
+      'closed', 'table-full', 'out-queue-full', 'bytes-buffered', 'request-too-big', 'rule-matched', 'session-matched', 'translated'];
+    const p = sx.splice_stats_ptr();
+    const out: Record<string, number> = { connections: sx.splice_count(), capacity: sx.splice_capacity() };
+    names.forEach((n, i) => (out[n] = Number(this.engine.dv.getBigUint64(p + 8 * i, true))));
+    return out;
   }
 
   /** The slow path's counts: ours plus each interface's L2Responder. */
