@@ -9,6 +9,7 @@ import { Engine, type EngineOptions } from './engine.js';
 import { type Config } from './ctl/config.js';
 import { EVENT, VERDICT } from './ctl/counters.js';
 import { buildReport, type Report } from './report/report.js';
+import { PacketClock } from './sweep.js';
 
 export interface ReplayOptions {
   outDir?: string | null; // null: count only, write no pcaps
@@ -143,12 +144,8 @@ export async function replayFile(input: string, config: Config, opts: ReplayOpti
     // processed where they were read, behind their 16-byte record headers (no copy).
     inPlace: engine.ex.headroom_needed() <= 16,
   };
-  const buckets = engine.ex.flow_table_entries() / 4;
-  const perSecond = Math.max(1, Math.ceil(buckets / (opts.sweepPeriod ?? 30)));
-  let sweptTo = 0; // packet time (s) the sweep has been run up to
+  const clock = new PacketClock(engine, opts.sweepPeriod ?? 30);
   const every = opts.progressEvery ?? 64;
-  let lastTs = 0;
-  let firstTs = -1;
   let batches = 0;
   const t0 = process.hrtime.bigint();
   let engineNs = 0n;
@@ -169,24 +166,12 @@ export async function replayFile(input: string, config: Config, opts: ReplayOpti
           else if (verdict === VERDICT.CLIENT) outputs.write(clientOut, u32[w], u32[w + 1], u32[w + 2], u32[w + 4], u32[w + 5]);
         }
       }
-      if (firstTs < 0) firstTs = u32[d32 + 4];
-      const ts = u32[d32 + (n - 1) * 8 + 4];
-      if (ts > lastTs) lastTs = ts;
-      if (lastTs > sweptTo) {
-        const secs = sweptTo === 0 ? 1 : Math.min(lastTs - sweptTo, 3600);
-        engine.ex.expire(lastTs, Math.min(buckets, secs * perSecond));
-        sweptTo = lastTs;
-      }
+      clock.afterBatch(u32, d32, n);
       engine.drainEvents(onEvent);
       if (outputs && outputs.backlog > nOutputs) await outputs.settle();
       if (opts.onProgress && ++batches % every === 0) opts.onProgress(reader.position(), reader.size);
     }
-    // End of input: sessions still open end first (so their control connections' closing is not
-    // taken for a lost connection), then every flow still live is closed and reported.
-    engine.ex.flush_sessions(lastTs);
-    engine.drainEvents(onEvent);
-    while (engine.ex.flush_flows(4096, lastTs) > 0) engine.drainEvents(onEvent);
-    engine.drainEvents(onEvent);
+    clock.finish(onEvent);
   } finally {
     reader.close();
     if (outputs) await outputs.close();
@@ -197,7 +182,7 @@ export async function replayFile(input: string, config: Config, opts: ReplayOpti
     input, engine, capture: reader.stats, elapsed,
     engineSeconds: Number(engineNs) / 1e9, flowRows: csv ? csv.rows : null,
     sessionBackends,
-    traceSeconds: firstTs < 0 ? 0 : Math.max(0, lastTs - firstTs),
+    traceSeconds: clock.traceSeconds,
   });
   return { report, engine, capture: reader.stats, flows };
 }

@@ -9,6 +9,7 @@ import { openCapture, type BatchTarget } from '../../host/io/capture.js';
 import { addressBytes, formatAddress, type Config } from '../../host/ctl/config.js';
 import { EVENT, VERDICT } from '../../host/ctl/counters.js';
 import { buildReport, type Report } from '../../host/report/report.js';
+import { PacketClock } from '../../host/sweep.js';
 import type { FlowRecord } from '../../host/replay.js';
 import { PcapSink } from './pcap.js';
 import { LoadSeries } from './chart.js';
@@ -112,11 +113,7 @@ export function runCapture(module: WebAssembly.Module, path: string, config: Con
     headroom: engine.headroom, ioPtr: engine.ioPtr, ioSize: READ_BYTES,
     inPlace: engine.ex.headroom_needed() <= 16,
   };
-  const buckets = engine.ex.flow_table_entries() / 4;
-  const perSecond = Math.max(1, Math.ceil(buckets / 30));
-  let sweptTo = 0;
-  let lastTs = 0;
-  let firstTs = -1;
+  const clock = new PacketClock(engine);
   let engineMs = 0;
   const d32 = descPtr >>> 2;
   const t0 = performance.now();
@@ -134,27 +131,17 @@ export function runCapture(module: WebAssembly.Module, path: string, config: Con
         load.add(u32[w + 4], u32[w + 5], egress, u32[w + 2]);
         if (sinks) sinks[verdict === VERDICT.BACKEND ? egress : nB].write(mem, u32[w], u32[w + 1], u32[w + 2], u32[w + 4], u32[w + 5]);
       }
-      if (firstTs < 0) firstTs = u32[d32 + 4];
-      const ts = u32[d32 + (n - 1) * 8 + 4];
-      if (ts > lastTs) lastTs = ts;
-      if (lastTs > sweptTo) {
-        const secs = sweptTo === 0 ? 1 : Math.min(lastTs - sweptTo, 3600);
-        engine.ex.expire(lastTs, Math.min(buckets, secs * perSecond));
-        sweptTo = lastTs;
-      }
+      clock.afterBatch(u32, d32, n);
       engine.drainEvents(onEvent);
     }
-    engine.ex.flush_sessions(lastTs);
-    engine.drainEvents(onEvent);
-    while (engine.ex.flush_flows(4096, lastTs) > 0) engine.drainEvents(onEvent);
-    engine.drainEvents(onEvent);
+    clock.finish(onEvent);
   } finally {
     reader.close();
   }
   const elapsed = (performance.now() - t0) / 1000;
   const report = buildReport({
     input: path, engine, capture: reader.stats, elapsed, engineSeconds: engineMs / 1000, flowRows: null,
-    sessionBackends, traceSeconds: firstTs < 0 ? 0 : Math.max(0, lastTs - firstTs),
+    sessionBackends, traceSeconds: clock.traceSeconds,
   });
   return {
     report, flows, sessions: [...rows.values()], load,
