@@ -260,6 +260,45 @@ describe.skipIf(missing.length > 0)('sessionlb gateway: HTTP', () => {
     expect(final.reloadFailures).toBe(1);
   });
 
+  it('tcpPorts: a server-speaks-first protocol proxied at layer 4 (no head awaited), round robin at accept', async () => {
+    const { createServer } = await import('node:net');
+    const p6 = await freePort('127.0.8.1');
+    const servers = await Promise.all(IDS.map((id) => new Promise<import('node:net').Server>((res) => {
+      const srv = createServer((c) => {
+        c.write(`hello from ${id}\n`);
+        c.on('data', (d) => c.write(d));
+        c.on('error', () => {});
+      });
+      srv.listen(p6, ADDR[id], () => res(srv));
+    })));
+    const g6 = await startGateway(DIR, config({ tcpPorts: [p6] }, { ports: [p6], healthCheck: { type: 'tcp', interval: 0.2, timeout: 0.15 } }), [{ address: VIP, port: p6 }]);
+    try {
+      const greet: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        const out = await new Promise<string>((res, rej) => {
+          const c = connect({ host: VIP, port: p6 });
+          let got = '';
+          const t = setTimeout(() => rej(new Error(`no greeting (got ${JSON.stringify(got)})`)), 2000);
+          c.on('data', (d) => {
+            got += d;
+            if (got === `${got.split('\n')[0]}\n` && !got.includes('ping')) c.write('ping\n');
+            if (got.endsWith('ping\n')) {
+              clearTimeout(t);
+              c.destroy();
+              res(got);
+            }
+          });
+        });
+        expect(out).toMatch(/^hello from (b1|b2|b3)\nping\n$/);
+        greet.push(out.split('\n')[0].slice(11));
+      }
+      expect(new Set(greet).size).toBe(3);
+    } finally {
+      await g6.stop();
+      for (const srv of servers) srv.close();
+    }
+  });
+
   it('refuses a request head that is not HTTP with 400 and an oversized one with 431', async () => {
     const r1 = await new Promise<string>((res) => {
       const s = connect({ host: VIP, port });

@@ -12,6 +12,7 @@
 //     "connectTimeout": 2, "idleTimeout": 300, "headTimeout": 5,   // seconds, fractions allowed
 //     "maxHead": 16384,                               // bytes of the first request head
 //     "retries": 2,                                   // other backends tried when a connect fails
+//     "tcpPorts": [5201],                             // layer 4: no request read, scheduler at accept
 //     "metrics": {"address": "127.0.0.1", "port": 9181},
 //     "logLevel": "info"
 //   }
@@ -42,13 +43,15 @@ export interface GatewayOptions {
   headTimeoutMs: number;
   maxHead: number;
   retries: number;
+  /** Ports proxied at layer 4 (any VIP): no head is read, the scheduler chooses at accept (HAProxy's mode tcp). */
+  tcpPorts: number[];
   metrics: MetricsConfig | null;
   logLevel: LogLevel;
 }
 
 export const DEFAULT_GATEWAY: Readonly<GatewayOptions> = Object.freeze({
   rules: [], source: null, source6: null, maxConnections: 10000, connectTimeoutMs: 2000,
-  idleTimeoutMs: 300_000, headTimeoutMs: 5000, maxHead: 16384, retries: 2, metrics: null, logLevel: 'info',
+  idleTimeoutMs: 300_000, headTimeoutMs: 5000, maxHead: 16384, retries: 2, tcpPorts: [], metrics: null, logLevel: 'info',
 });
 
 export interface GatewayConfig {
@@ -58,7 +61,7 @@ export interface GatewayConfig {
 
 type Obj = Record<string, unknown>;
 const isObj = (x: unknown): x is Obj => typeof x === 'object' && x !== null && !Array.isArray(x);
-const FIELDS = ['rules', 'source', 'source6', 'maxConnections', 'connectTimeout', 'idleTimeout', 'headTimeout', 'maxHead', 'retries', 'metrics', 'logLevel'];
+const FIELDS = ['rules', 'source', 'source6', 'maxConnections', 'connectTimeout', 'idleTimeout', 'headTimeout', 'maxHead', 'retries', 'tcpPorts', 'metrics', 'logLevel'];
 
 function int(o: Obj, key: string, def: number, min: number, max: number): number {
   const v = o[key];
@@ -104,6 +107,14 @@ export function parseGatewayOptions(raw: unknown, config: Config): GatewayOption
   out.headTimeoutMs = secs(raw, 'headTimeout', DEFAULT_GATEWAY.headTimeoutMs, 10, 600_000);
   out.maxHead = int(raw, 'maxHead', DEFAULT_GATEWAY.maxHead, 256, 1 << 20);
   out.retries = int(raw, 'retries', DEFAULT_GATEWAY.retries, 0, 16);
+  if (raw.tcpPorts !== undefined) {
+    if (!Array.isArray(raw.tcpPorts)) throw new ConfigError('gateway.tcpPorts', 'must be an array of ports proxied without reading a request (layer 4)');
+    out.tcpPorts = raw.tcpPorts.map((x, k) => {
+      if (typeof x !== 'number' || !Number.isInteger(x) || x < 1 || x > 65535) throw new ConfigError(`gateway.tcpPorts[${k}]`, `must be a port from 1 to 65535 (got ${JSON.stringify(x)})`);
+      if (config.vips.some((v) => v.rtspPorts.includes(x) && (v.ports ?? []).includes(x))) throw new ConfigError(`gateway.tcpPorts[${k}]`, `${x} is an RTSP port of a VIP (its requests are read for sessions)`);
+      return x;
+    });
+  }
   if (raw.metrics !== undefined) out.metrics = parseMetricsConfig(raw.metrics, 'gateway.metrics');
   if (raw.logLevel !== undefined) out.logLevel = parseLogLevel(raw.logLevel, 'gateway.logLevel');
   if (raw.rules !== undefined) {

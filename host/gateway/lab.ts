@@ -27,6 +27,8 @@ export function gatewayLabConfig(t: Topology, opts: { healthIntervalMs?: number;
     ],
     gateway: {
       source: LB_HEALTH_ADDR,
+      // iperf3 is not HTTP: its port is proxied at layer 4.
+      tcpPorts: [IPERF_PORT],
       maxConnections: 100000,
       metrics: { address: '127.0.0.1', port: LAB_GATEWAY_METRICS_PORT },
       logLevel: 'info',

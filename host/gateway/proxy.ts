@@ -257,6 +257,13 @@ export class Gateway extends EventEmitter {
     this.track(client);
     this.stats.accepted++;
     const rtspPort = l.vip.cfg.rtspPorts.includes(l.port);
+    const tcpOnly = this.opts.tcpPorts.includes(l.port);
+    if (tcpOnly && this.stats.open >= this.opts.maxConnections) {
+      // Layer 4: no protocol to answer in; the connection is closed.
+      this.stats.refused.limit++;
+      client.destroy();
+      return;
+    }
     if (this.stats.open >= this.opts.maxConnections) {
       // Admission: answer from the gateway once the head is in; bounded so refusals cannot pile up.
       if (this.refusing >= this.opts.maxConnections) {
@@ -280,6 +287,12 @@ export class Gateway extends EventEmitter {
       counted = false;
     };
     client.once('close', release);
+    if (tcpOnly) {
+      client.on('error', () => client.destroy());
+      client.pause();
+      this.route(l, client, null, Buffer.alloc(0), release);
+      return;
+    }
     this.readHead(client, rtspPort, (head, held) => this.route(l, client, head, held, release));
   }
 
@@ -363,10 +376,14 @@ export class Gateway extends EventEmitter {
     client.once('close', () => clearTimeout(t));
   }
 
-  private route(l: Listener, client: Socket, head: Head, held: Buffer, release: () => void): void {
-    const now = Date.now();
-    const sess = head.protocol === 'rtsp' ? header(head, 'session') : null;
-    const req = { path: head.path, uri: head.uri, host: header(head, 'host'), session: sess ? sessionId(sess) : null };
+  /** Chooses, connects (with redispatch) and splices; `head` null: a layer-4 port (gateway.tcpPorts). */
+  private route(l: Listener, client: Socket, head: Head | null, held: Buffer, release: () => void): void {
+    const sess = head?.protocol === 'rtsp' ? header(head, 'session') : null;
+    const req = head ? { path: head.path, uri: head.uri, host: header(head, 'host'), session: sess ? sessionId(sess) : null } : null;
+    const refuse = () => {
+      if (head) this.answer(client, head.protocol, 503, header(head, 'cseq'));
+      else client.destroy();
+    };
     const cli = { address: client.remoteAddress ?? '', port: client.remotePort ?? 0 };
     const exclude = new Set<BackendRt>();
     const attempt = (tries: number): void => {
@@ -374,9 +391,9 @@ export class Gateway extends EventEmitter {
       const b = c.backend;
       if (!b) {
         this.stats.refused.no_backend++;
-        this.log.warn('no backend available', { vip: l.vip.cfg.address, port: l.port, path: head.path, rule: c.rule, tried: [...exclude].map((x) => x.id) });
+        this.log.warn('no backend available', { vip: l.vip.cfg.address, port: l.port, path: head?.path, rule: c.rule, tried: [...exclude].map((x) => x.id) });
         release();
-        this.answer(client, head.protocol, 503, header(head, 'cseq'));
+        refuse();
         return;
       }
       const fam = b.address.includes(':') ? 6 : 4;
@@ -399,7 +416,7 @@ export class Gateway extends EventEmitter {
         } else {
           this.stats.refused.no_backend++;
           release();
-          this.answer(client, head.protocol, 503, header(head, 'cseq'));
+          refuse();
         }
       };
       const timer = setTimeout(() => fail(`no connection within ${this.opts.connectTimeoutMs} ms`), this.opts.connectTimeoutMs);
@@ -415,7 +432,7 @@ export class Gateway extends EventEmitter {
         }
         this.stats.choices[c.reason]++;
         this.stats.proxied++;
-        this.log.debug('proxied', { vip: l.vip.cfg.address, port: l.port, client: cli.address, backend: b.id, reason: c.reason, path: head.path });
+        this.log.debug('proxied', { vip: l.vip.cfg.address, port: l.port, client: cli.address, backend: b.id, reason: c.reason, path: head?.path });
         this.splice(l, client, up, b, head, held);
       });
     };
@@ -423,7 +440,7 @@ export class Gateway extends EventEmitter {
   }
 
   /** Copies both ways between the client and the backend connection. */
-  private splice(l: Listener, client: Socket, up: Socket, b: BackendRt, head: Head, held: Buffer): void {
+  private splice(l: Listener, client: Socket, up: Socket, b: BackendRt, head: Head | null, held: Buffer): void {
     b.conns++;
     b.total++;
     let closed = false;
@@ -444,7 +461,7 @@ export class Gateway extends EventEmitter {
       client.write(refusals.join(''));
       refusals.length = 0;
     };
-    if (head.protocol === 'rtsp') {
+    if (head?.protocol === 'rtsp') {
       const pending = new Map<string, { method: string; session: string | null; reserved: boolean }>();
       const see = (id: string) => {
         if (!refs.has(id)) {
@@ -557,7 +574,7 @@ export class Gateway extends EventEmitter {
     // A client that resets an RTSP connection (players often do right after TEARDOWN, with media
     // still arriving) leaves the backend side to finish gracefully, so its TEARDOWN reply is still
     // seen by the session table. Otherwise an error on either side ends both at once.
-    const rtsp = head.protocol === 'rtsp';
+    const rtsp = head?.protocol === 'rtsp';
     client.on('error', () => {
       client.destroy();
       if (rtsp) wind(up);
