@@ -84,12 +84,24 @@ async function labMain() {
   await labDown({ prefix });
   const st = await labUp({ method: 'kernel', prefix });
   const rows: (Omit<Row, 'nginxCpu'>)[] = [];
+  const bulk: { name: string; gbps: number; cpu: number | null }[] = [];
   let gw: Proc | null = null;
+  /** One iperf3 TCP stream from c1 to the bulk VIP: receiver's Gbit/s, and the gateway's CPU seconds per GB. */
+  const iperf = async (ns: string, pid: number | null) => {
+    const { VIP_BULK } = await import('../host/lab/topology.js');
+    const c0 = pid ? cpuTree(pid) : 0;
+    const r = await run('ip', ['netns', 'exec', ns, 'timeout', String(SECONDS + 15), 'iperf3', '-c', VIP_BULK, '-t', String(SECONDS), '-J'], (SECONDS + 20) * 1000);
+    const c1 = pid ? cpuTree(pid) : 0;
+    const j = JSON.parse(r.out);
+    const bytes = j.end.sum_received.bytes as number;
+    return { gbps: j.end.sum_received.bits_per_second / 1e9, cpu: pid ? (c1 - c0) / (bytes / 1e9) : null };
+  };
   try {
     const c1 = st.topology.clients[0].ns;
     const close = ['-H', 'Connection: close'];
     rows.push({ name: 'kernel nftables DNAT, keep-alive', ...(await wrkNs(c1, `http://${VIP}:${HTTP_PORT}/`, [], null)) });
     rows.push({ name: 'kernel nftables DNAT, new connection per request', ...(await wrkNs(c1, `http://${VIP}:${HTTP_PORT}/`, close, null)) });
+    bulk.push({ name: 'kernel nftables DNAT', ...(await iperf(c1, null)) });
     const d = nsRun(st.topology.lb, ['nft', 'delete', 'table', 'ip', 'slb-lab-kernel']);
     if (d.code !== 0) throw new Error(`nft delete table: ${d.stderr}`);
     const { gatewayLabConfig } = await import('../host/gateway/lab.js');
@@ -98,6 +110,7 @@ async function labMain() {
     const pid = gw.child.pid!;
     rows.push({ name: 'gateway, keep-alive (pinned)', ...(await wrkNs(c1, `http://${VIP}:${HTTP_PORT}/`, [], pid)) });
     rows.push({ name: 'gateway, new connection per request', ...(await wrkNs(c1, `http://${VIP}:${HTTP_PORT}/`, close, pid)) });
+    bulk.push({ name: 'gateway (tcpPorts, layer 4)', ...(await iperf(c1, pid)) });
   } finally {
     await gw?.stop();
     await labDown({ prefix });
@@ -110,6 +123,12 @@ async function labMain() {
     '| run | requests/s | p50 | p99 | gateway CPU s / 10k req | errors |',
     '|---|---:|---:|---:|---:|---|',
     ...rows.map((r) => `| ${r.name} | ${r.rps.toFixed(0)} | ${r.p50} | ${r.p99} | ${f(r.proxyCpu)} | ${r.errors} |`),
+    '',
+    `iperf3, one TCP stream from c1 to the bulk VIP, ${SECONDS} s:`,
+    '',
+    '| run | Gbit/s | gateway CPU s / GB |',
+    '|---|---:|---:|',
+    ...bulk.map((b) => `| ${b.name} | ${b.gbps.toFixed(2)} | ${f(b.cpu)} |`),
   ].join('\n') + '\n';
   process.stdout.write(text);
   if (OUT) writeFileSync(OUT, text);
