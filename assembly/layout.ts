@@ -95,8 +95,8 @@ export const SPLICE_OUT_DATA: u32 = 64; // frame offset in a record (the rest of
 export const SPLICE_RULES: u32 = 16;
 export const SPLICE_RULE_SIZE: u32 = 64;
 export const SPLICE_PORT_BASE: u32 = 32768; // local port of entry i towards backends: base + i
-export let spliceCap: u32 = 0; // entries (a power of two: flow capacity / 64, 256..32768)
-export let spliceBufCount: u32 = 0; // buffers: entries / 8, at least 64
+export let spliceCap: u32 = 0; // entries (a power of two: flow capacity / 4, 256..32768)
+export let spliceBufCount: u32 = 0; // buffers: entries / 16, at least 64
 export let spliceEntriesPtr: usize = 0;
 export let spliceIndexPtr: usize = 0; // u32[2 * entries]: client-key hash index (entry + 1, 0 = empty)
 export let spliceIndexMask: u32 = 0;
@@ -182,8 +182,8 @@ export function layout(
   arenaPtr = carve(arenaBytes, 64);
   ioPtr = carve(ioBytes, 64);
   // Splicing comes last, so the regions above keep their addresses (conformance vectors name them).
-  const scap = pow2ceil(min<u32>(32768, max<u32>(256, flowCapacity >> 6)));
-  const sbufs = max<u32>(64, scap >> 3);
+  const scap = pow2ceil(min<u32>(32768, max<u32>(256, flowCapacity >> 2)));
+  const sbufs = max<u32>(64, scap >> 4);
   spliceStatsPtr = carve(16 * 8, 64);
   spliceTmpPtr = carve(128, 64);
   spliceRulesPtr = carve(SPLICE_RULES * SPLICE_RULE_SIZE, 64);

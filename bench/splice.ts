@@ -66,23 +66,23 @@ function openChunk(eng: Engine, base: number, conns: number): { backend: string;
     step2.push({ data: frame({ src: client(i), dst: VIP, proto: 'tcp', sport: cport(i), dport: 80, seq: 1001 + i, ack: u32(isn[i] + 1), tcpFlags: F.ACK, tcpOptions: tsOpt(2, 1) }), tsSec });
     step2.push({ data: frame({ src: client(i), dst: VIP, proto: 'tcp', sport: cport(i), dport: 80, seq: 1001 + i, ack: u32(isn[i] + 1), tcpFlags: F.ACK | F.PSH, tcpOptions: tsOpt(3, 1), payload: req }), tsSec });
   }
-  const synOut: { backend: string; lport: number }[] = [];
+  const synOut: { backend: string; lport: number; seq: number }[] = [];
   for (let k = 0; k < step2.length; k += BATCH) {
     eng.processBatch(step2.slice(k, k + BATCH));
     for (const o of eng.drainSplice()) {
       const f = o.frame;
-      synOut.push({ backend: `${f[30]}.${f[31]}.${f[32]}.${f[33]}`, lport: (f[34] << 8) | f[35] });
+      synOut.push({ backend: `${f[30]}.${f[31]}.${f[32]}.${f[33]}`, lport: (f[34] << 8) | f[35], seq: new DataView(f.buffer, f.byteOffset).getUint32(38) });
     }
   }
   if (synOut.length !== conns) throw new Error(`expected ${conns} backend SYNs, got ${synOut.length}`);
   // Backend SYN-ACKs (in the order the SYNs came out: connection order), then their ACKs of the replay.
   const bIsn = 0x7000_0000;
-  const sas = synOut.map((s, i) => ({ data: frame({ src: s.backend, dst: VIP, proto: 'tcp', sport: 80, dport: s.lport, seq: bIsn, ack: 1001 + i, tcpFlags: F.SYN | F.ACK, tcpOptions: new Uint8Array([2, 4, 5, 180, 4, 2, 8, 10, 0, 0, 0, 9, 0, 0, 0, 3, 1, 3, 3, 7]) }), tsSec }));
+  const sas = synOut.map((s, i) => ({ data: frame({ src: s.backend, dst: VIP, proto: 'tcp', sport: 80, dport: s.lport, seq: bIsn, ack: u32(s.seq + 1), tcpFlags: F.SYN | F.ACK, tcpOptions: new Uint8Array([2, 4, 5, 180, 4, 2, 8, 10, 0, 0, 0, 9, 0, 0, 0, 3, 1, 3, 3, 7]) }), tsSec }));
   for (let k = 0; k < sas.length; k += BATCH) {
     eng.processBatch(sas.slice(k, k + BATCH));
     eng.drainSplice();
   }
-  const acks = synOut.map((s, i) => ({ data: frame({ src: s.backend, dst: VIP, proto: 'tcp', sport: 80, dport: s.lport, seq: bIsn + 1, ack: 1001 + i + req.length, tcpFlags: F.ACK, tcpOptions: tsOpt(10, 3) }), tsSec }));
+  const acks = synOut.map((s, i) => ({ data: frame({ src: s.backend, dst: VIP, proto: 'tcp', sport: 80, dport: s.lport, seq: bIsn + 1, ack: u32(s.seq + 1 + req.length), tcpFlags: F.ACK, tcpOptions: tsOpt(10, 3) }), tsSec }));
   eng.processBatch(acks);
   return synOut;
 }

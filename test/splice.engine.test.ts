@@ -203,21 +203,28 @@ function httpExchange(h: Harness, o: { cIsn: number; bIsn: number; cport: number
   expect(h.out[0].side).toBe('backend');
   const j = h.out[0].backendIndex;
   const syn = parseTcp(h.out[0].frame);
-  expect(syn).toMatchObject({ src: VIP, dst: BACKENDS[j], dport: 80, seq: u32(o.cIsn), flags: F.SYN, dstMac: `02:00:00:00:01:0${j + 1}` });
+  expect(syn).toMatchObject({ src: VIP, dst: BACKENDS[j], dport: 80, flags: F.SYN, dstMac: `02:00:00:00:01:0${j + 1}` });
+  // Our own ISN towards the backend (a clock), and our timestamps on our clock.
+  const lIsn = syn.seq;
+  let tsToB = syn.opts.ts?.[0] ?? 0;
+  const clientTsOf = new Map<number, number>(); // our TSval towards the backend -> the client's TSval it stands for
+  if (syn.opts.ts) clientTsOf.set(tsToB, cTs);
   expect(syn.sport).toBeGreaterThanOrEqual(32768);
   expect(syn.opts).toMatchObject({ mss: 1460, ws: 7, sackOk: true });
   const B = { src: BACKENDS[j], dst: VIP, sport: 80, dport: syn.sport, srcMac: `02:00:00:00:01:0${j + 1}` };
   let bTs = 5_000_000;
-  const bts = (ecr: number): [number, number] | undefined => (o.backendTs === false || !syn.opts.ts ? undefined : [bTs += 3, ecr]);
+  // The backend echoes the latest TSval it got from us (the argument is ignored: kept for the call sites).
+  const bts = (_ecr?: number): [number, number] | undefined => (o.backendTs === false || !syn.opts.ts ? undefined : [bTs += 3, tsToB]);
   // 5. Backend SYN-ACK: consumed; the request replayed with the backend's numbers.
-  r = h.send(seg({ ...B, seq: o.bIsn, ack: o.cIsn + 1, flags: F.SYN | F.ACK, win: 65160, opts: { mss: 1400, sackOk: o.backendSack !== false, ts: bts(syn.opts.ts?.[0] ?? 0), ws: o.backendWs ?? 5 } }), false);
+  r = h.send(seg({ ...B, seq: o.bIsn, ack: lIsn + 1, flags: F.SYN | F.ACK, win: 65160, opts: { mss: 1400, sackOk: o.backendSack !== false, ts: bts(syn.opts.ts?.[0] ?? 0), ws: o.backendWs ?? 5 } }), false);
   expect(r.verdict).toBe('drop');
   expect(h.out.length).toBe(1);
   const rep = parseTcp(h.out[0].frame);
-  expect(rep).toMatchObject({ src: VIP, dst: BACKENDS[j], sport: syn.sport, dport: 80, seq: u32(o.cIsn + 1), ack: u32(o.bIsn + 1) });
+  expect(rep).toMatchObject({ src: VIP, dst: BACKENDS[j], sport: syn.sport, dport: 80, seq: u32(lIsn + 1), ack: u32(o.bIsn + 1) });
+  if (rep.opts.ts) tsToB = rep.opts.ts[0];
   expect(dec(rep.payload)).toBe(o.request);
   // 6. Backend acknowledges the replay (consumed), then answers in three segments.
-  r = h.send(seg({ ...B, seq: o.bIsn + 1, ack: o.cIsn + 1 + req.length, flags: F.ACK, win: 2000, opts: { ts: bts(rep.opts.ts?.[0] ?? 0) } }), false);
+  r = h.send(seg({ ...B, seq: o.bIsn + 1, ack: lIsn + 1 + req.length, flags: F.ACK, win: 2000, opts: { ts: bts(rep.opts.ts?.[0] ?? 0) } }), false);
   expect(r.verdict).toBe('drop');
   const body = 'x'.repeat(1000);
   const resp = enc(`HTTP/1.1 200 OK\r\nContent-Length: ${3 * 1000}\r\n\r\n` + body + body + body);
@@ -227,7 +234,7 @@ function httpExchange(h: Harness, o: { cIsn: number; bIsn: number; cport: number
   const delta = u32(ourIsn - o.bIsn);
   const clientSeen: Tcp[] = [];
   for (const p of segs) {
-    r = h.send(seg({ ...B, seq: o.bIsn + 1 + bOff, ack: o.cIsn + 1 + req.length, flags: F.ACK | F.PSH, win: 2000, opts: { ts: bts(cTs) }, payload: p }), false);
+    r = h.send(seg({ ...B, seq: o.bIsn + 1 + bOff, ack: lIsn + 1 + req.length, flags: F.ACK | F.PSH, win: 2000, opts: { ts: bts(cTs) }, payload: p }), false);
     expect(r.verdict).toBe('client');
     const c = parseTcp(r.frame);
     clientSeen.push(c);
@@ -239,6 +246,8 @@ function httpExchange(h: Harness, o: { cIsn: number; bIsn: number; cport: number
     if (c.opts.ts) {
       expect(c.opts.ts[0]).toBeGreaterThanOrEqual(lastTsFromLb);
       lastTsFromLb = c.opts.ts[0];
+      // The backend's echo of our TSval reaches the client as the client's own TSval.
+      if (syn.opts.ts && o.backendTs !== false) expect(c.opts.ts[1]).toBe(clientTsOf.get(tsToB) ?? u32(tsToB - (syn.opts.ts[0] - clientTsOf.get(syn.opts.ts[0])!)));
     }
     got.push(c.payload);
     bOff += p.length;
@@ -249,10 +258,15 @@ function httpExchange(h: Harness, o: { cIsn: number; bIsn: number; cport: number
   r = h.send(seg({ ...C, seq: o.cIsn + 1 + req.length, ack: sEnd, flags: F.ACK, win: 1000, opts: { ts: ts(lastTsFromLb) } }), true);
   expect(r.verdict).toBe('backend');
   let b = parseTcp(r.frame);
-  expect(b).toMatchObject({ src: VIP, dst: BACKENDS[j], sport: syn.sport, dport: 80, seq: u32(o.cIsn + 1 + req.length), ack: u32(o.bIsn + 1 + resp.length) });
+  expect(b).toMatchObject({ src: VIP, dst: BACKENDS[j], sport: syn.sport, dport: 80, seq: u32(lIsn + 1 + req.length), ack: u32(o.bIsn + 1 + resp.length) });
   // Window 1000 at the client's shift 7; the backend agreed to shift 7 too: unchanged.
   expect(b.win).toBe(1000);
-  if (b.opts.ts) expect(b.opts.ts[1]).toBe(bTs);
+  if (b.opts.ts) {
+    expect(b.opts.ts[1]).toBe(bTs);
+    // The client's TSval on our clock: the same offset as in our SYN.
+    expect(u32(b.opts.ts[0] - syn.opts.ts![0])).toBe(u32(cTs - clientTsOf.get(syn.opts.ts![0])!));
+    tsToB = b.opts.ts[0];
+  }
   void s1; void s3;
   // 8. The client sends a second request; the backend SACK-acknowledges across the numbers.
   const req2 = enc('GET /next HTTP/1.1\r\nHost: a\r\n\r\n');
@@ -260,8 +274,9 @@ function httpExchange(h: Harness, o: { cIsn: number; bIsn: number; cport: number
   expect(r.verdict).toBe('backend');
   b = parseTcp(r.frame);
   expect(dec(b.payload)).toBe(dec(req2));
-  expect(b.seq).toBe(u32(o.cIsn + 1 + req.length));
-  return { C, B, j, ourIsn, delta, req, req2, resp, ts, bts, get cTs() { return cTs; }, get lastTsFromLb() { return lastTsFromLb; }, set lastTsFromLb(v: number) { lastTsFromLb = v; } };
+  expect(b.seq).toBe(u32(lIsn + 1 + req.length));
+  if (b.opts.ts) tsToB = b.opts.ts[0];
+  return { C, B, j, ourIsn, lIsn, delta, req, req2, resp, ts, bts, get cTs() { return cTs; }, get lastTsFromLb() { return lastTsFromLb; }, set lastTsFromLb(v: number) { lastTsFromLb = v; } };
 }
 
 describe('splice: sequence arithmetic across 2^32', () => {
@@ -341,7 +356,7 @@ describe('splice: a whole connection', () => {
       // backend, so SACK blocks in client->backend segments are the ones shifted.
       const resp2 = enc('HTTP/1.1 204 No Content\r\n\r\n');
       const bSeq = bIsn + 1 + x.resp.length;
-      let r = h.send(seg({ ...x.B, seq: bSeq, ack: cIsn + 1 + x.req.length + x.req2.length, flags: F.ACK | F.PSH, win: 2000, opts: { ts: x.bts(x.cTs) }, payload: resp2 }), false);
+      let r = h.send(seg({ ...x.B, seq: bSeq, ack: x.lIsn + 1 + x.req.length + x.req2.length, flags: F.ACK | F.PSH, win: 2000, opts: { ts: x.bts(x.cTs) }, payload: resp2 }), false);
       expect(r.verdict).toBe('client');
       let c = parseTcp(r.frame);
       expect(c.seq).toBe(u32(bSeq + x.delta));
@@ -359,7 +374,8 @@ describe('splice: a whole connection', () => {
       r = h.send(seg({ ...x.C, seq: cEnd, ack: u32(x.ourIsn + 1 + x.resp.length + resp2.length), flags: F.FIN | F.ACK, win: 1000, opts: { ts: x.ts(x.lastTsFromLb) } }), true);
       expect(r.verdict).toBe('backend');
       expect(parseTcp(r.frame).flags).toBe(F.FIN | F.ACK);
-      r = h.send(seg({ ...x.B, seq: bEnd, ack: cEnd + 1, flags: F.FIN | F.ACK, win: 2000, opts: { ts: x.bts(x.cTs) } }), false);
+      const lEnd = u32(x.lIsn + 1 + x.req.length + x.req2.length);
+      r = h.send(seg({ ...x.B, seq: bEnd, ack: lEnd + 1, flags: F.FIN | F.ACK, win: 2000, opts: { ts: x.bts(x.cTs) } }), false);
       expect(r.verdict).toBe('client');
       c = parseTcp(r.frame);
       expect(c).toMatchObject({ flags: F.FIN | F.ACK, seq: u32(bEnd + x.delta), ack: u32(cEnd + 1) });
@@ -460,7 +476,7 @@ describe('splice: timers and failures', () => {
     sx(eng).splice_tick(h.nowMs() + 1100);
     const out = eng.drainSplice();
     expect(out.length).toBe(1);
-    expect(parseTcp(out[0].frame)).toMatchObject({ flags: F.SYN, seq: 1 });
+    expect(parseTcp(out[0].frame)).toMatchObject({ flags: F.SYN, dport: 80 });
   });
 
   it('server speaks first: a client that sends nothing is joined after the inspect delay, the banner reaches it', () => {
@@ -475,19 +491,21 @@ describe('splice: timers and failures', () => {
     const [synF] = eng.drainSplice();
     const syn = parseTcp(synF.frame);
     const B = { src: syn.dst, dst: VIP, sport: 80, dport: syn.sport, srcMac: `02:00:00:00:01:0${synF.backendIndex + 1}` };
-    r = h.send(seg({ ...B, seq: 40, ack: 7001, flags: F.SYN | F.ACK, opts: { mss: 1460, ts: [900, 11] } }), false);
+    const l1 = u32(syn.seq + 1);
+    r = h.send(seg({ ...B, seq: 40, ack: l1, flags: F.SYN | F.ACK, opts: { mss: 1460, ts: [900, syn.opts.ts![0]] } }), false);
     expect(r.reason).toBe('splice');
     expect(h.out.length).toBe(1);
-    expect(parseTcp(h.out[0].frame)).toMatchObject({ flags: F.ACK, seq: 7001, ack: 41 });
+    expect(parseTcp(h.out[0].frame)).toMatchObject({ flags: F.ACK, seq: l1, ack: 41 });
     expect(parseTcp(h.out[0].frame).payload.length).toBe(0);
     // Lost ACK: the backend's SYN-ACK again gets it again.
-    h.send(seg({ ...B, seq: 40, ack: 7001, flags: F.SYN | F.ACK, opts: { mss: 1460, ts: [903, 11] } }), false);
+    h.send(seg({ ...B, seq: 40, ack: l1, flags: F.SYN | F.ACK, opts: { mss: 1460, ts: [903, syn.opts.ts![0]] } }), false);
     expect(h.out.length).toBe(1);
     // The banner.
-    r = h.send(seg({ ...B, seq: 41, ack: 7001, flags: F.ACK | F.PSH, opts: { ts: [905, 11] }, payload: enc('220 ready\r\n') }), false);
+    r = h.send(seg({ ...B, seq: 41, ack: l1, flags: F.ACK | F.PSH, opts: { ts: [905, syn.opts.ts![0]] }, payload: enc('220 ready\r\n') }), false);
     expect(r.verdict).toBe('client');
     const c = parseTcp(r.frame);
     expect(c).toMatchObject({ seq: u32(isn + 1), ack: 7001, dport: 43003 });
+    expect(c.opts.ts![1]).toBe(11); // the backend's echo of our TSval is the client's own again
     expect(dec(c.payload)).toBe('220 ready\r\n');
     expect(c.opts.ts![0]).toBeGreaterThanOrEqual(tsLb);
     // No retransmission of anything later: the connection is joined.
@@ -522,12 +540,12 @@ describe('splice: edges of the held request', () => {
     expect(r.verdict).toBe('drop');
     expect(sx(eng).splice_count()).toBe(1);
     const B = { src: syn.dst, dst: VIP, sport: 80, dport: syn.sport, srcMac: `02:00:00:00:01:0${j + 1}` };
-    h.send(seg({ ...B, seq: 500, ack: 1001, flags: F.SYN | F.ACK, opts: { mss: 1460 } }), false);
+    h.send(seg({ ...B, seq: 500, ack: syn.seq + 1, flags: F.SYN | F.ACK, opts: { mss: 1460 } }), false);
     expect(h.out.map((o) => dec(parseTcp(o.frame).payload)).join('')).toBe(head + 'hello=world');
     // The client's FIN again: now spliced through to the backend.
     r = h.send(seg({ ...C, seq: 1001 + head.length + 11, ack: isn + 1, flags: F.ACK | F.FIN }), true);
     expect(r.verdict).toBe('backend');
-    expect(parseTcp(r.frame)).toMatchObject({ flags: F.ACK | F.FIN, seq: 1001 + head.length + 11, ack: 501 });
+    expect(parseTcp(r.frame)).toMatchObject({ flags: F.ACK | F.FIN, seq: u32(syn.seq + 1 + head.length + 11), ack: 501 });
   });
 
   it('a new SYN on the ports of a closing connection starts over; inside a live one it is dropped', () => {
@@ -541,7 +559,7 @@ describe('splice: edges of the held request', () => {
     // Both FINs: closing. A SYN now gets a fresh SYN-ACK and the old connection is gone.
     const cEnd = 300 + 1 + x.req.length + x.req2.length;
     h.send(seg({ ...x.C, seq: cEnd, ack: u32(x.ourIsn + 1 + x.resp.length), flags: F.FIN | F.ACK }), true);
-    h.send(seg({ ...x.B, seq: 900 + 1 + x.resp.length, ack: cEnd + 1, flags: F.FIN | F.ACK }), false);
+    h.send(seg({ ...x.B, seq: 900 + 1 + x.resp.length, ack: u32(x.lIsn + 1 + x.req.length + x.req2.length + 1), flags: F.FIN | F.ACK }), false);
     r = h.send(seg({ ...x.C, seq: 555555, flags: F.SYN, opts: { mss: 1460 } }), true);
     expect(r.verdict).toBe('client');
     expect(parseTcp(r.frame)).toMatchObject({ flags: F.SYN | F.ACK, ack: 555556 });
@@ -596,10 +614,10 @@ describe('splice: content-based backend choice', () => {
     const syn = parseTcp(h.out[0].frame);
     expect(syn).toMatchObject({ src: '10.2.0.1', dst: BACKENDS[1] });
     // The backend answers our own address (not a VIP): still the splice's.
-    r = h.send(seg({ src: BACKENDS[1], dst: '10.2.0.1', sport: 80, dport: syn.sport, seq: 70, ack: 11, flags: F.SYN | F.ACK, opts: { mss: 1460 }, srcMac: '02:00:00:00:01:02' }), false);
+    r = h.send(seg({ src: BACKENDS[1], dst: '10.2.0.1', sport: 80, dport: syn.sport, seq: 70, ack: syn.seq + 1, flags: F.SYN | F.ACK, opts: { mss: 1460 }, srcMac: '02:00:00:00:01:02' }), false);
     expect(r.reason).toBe('splice');
     expect(h.out.length).toBe(1);
-    expect(parseTcp(h.out[0].frame)).toMatchObject({ src: '10.2.0.1', dst: BACKENDS[1], seq: 11, ack: 71 });
+    expect(parseTcp(h.out[0].frame)).toMatchObject({ src: '10.2.0.1', dst: BACKENDS[1], seq: u32(syn.seq + 1), ack: 71 });
     expect(() => parseConfig({ vips: [{ address: VIP, method: 'nat', splice: {}, backends: [{ id: 'a', address: BACKENDS[0] }] }] })).toThrow(/only for method "splice"/);
     expect(() => parseConfig({ vips: [{ address: VIP, method: 'splice', splice: { rules: [{ prefix: '/x', backend: 'zz' }] }, backends: [{ id: 'a', address: BACKENDS[0] }] }] })).toThrow(/not a backend/);
     expect(() => parseConfig({ vips: [{ address: 'fd00::1', method: 'splice', backends: [{ id: 'a', address: 'fd00::2' }] }] })).toThrow(/IPv4/);
@@ -618,16 +636,16 @@ describe('splice: content-based backend choice', () => {
     const syn = parseTcp(h.out[0].frame);
     const j = h.out[0].backendIndex;
     const B = { src: BACKENDS[j], dst: VIP, sport: 554, dport: syn.sport, srcMac: `02:00:00:00:01:0${j + 1}` };
-    h.send(seg({ ...B, seq: 9000, ack: 101, flags: F.SYN | F.ACK, opts: { mss: 1460 } }), false);
+    h.send(seg({ ...B, seq: 9000, ack: syn.seq + 1, flags: F.SYN | F.ACK, opts: { mss: 1460 } }), false);
     expect(h.out.length).toBe(1);
     const reply = 'RTSP/1.0 200 OK\r\nCSeq: 3\r\nSession: 4F2A9C;timeout=60\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n';
-    r = h.send(seg({ ...B, seq: 9001, ack: 101 + setup.length, flags: F.ACK | F.PSH, payload: enc(reply) }), false);
+    r = h.send(seg({ ...B, seq: 9001, ack: syn.seq + 1 + setup.length, flags: F.ACK | F.PSH, payload: enc(reply) }), false);
     expect(r.verdict).toBe('client');
     expect(dec(parseTcp(r.frame).payload)).toBe(reply);
     expect(eng.ex.session_count()).toBe(1);
     // Interleaved media ($ frames) keeps flowing through the splice.
     const media = new Uint8Array([0x24, 0, 0, 4, 0x80, 0x60, 0, 1]);
-    r = h.send(seg({ ...B, seq: 9001 + reply.length, ack: 101 + setup.length, flags: F.ACK, payload: media }), false);
+    r = h.send(seg({ ...B, seq: 9001 + reply.length, ack: syn.seq + 1 + setup.length, flags: F.ACK, payload: media }), false);
     expect(r.verdict).toBe('client');
     expect(Array.from(parseTcp(r.frame).payload)).toEqual(Array.from(media));
     // Connections 2..5 with that Session: all on backend j, though the scheduler alternates.

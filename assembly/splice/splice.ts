@@ -56,7 +56,7 @@ const E_BADDR: u32 = 16; // u32 backend address (wire)
 const E_LADDR: u32 = 20; // u32 our address towards the backend (wire)
 const E_CMSS: u32 = 24; // u16 client MSS (from the cookie)
 const E_BMSS: u32 = 26; // u16 backend MSS
-const E_CISN: u32 = 28; // u32 client ISN (also ours towards the backend)
+const E_CISN: u32 = 28; // u32 client ISN
 const E_OISN: u32 = 32; // u32 our ISN towards the client (the cookie)
 const E_BISN: u32 = 36; // u32 backend ISN
 const E_BUFFERED: u32 = 40; // u32 request bytes buffered
@@ -71,6 +71,8 @@ const E_FIN: u32 = 70; // u8 1 client FIN, 2 backend FIN
 const E_BUFNO: u32 = 72; // u16 buffer number + 1 (0 = none)
 const E_HASH: u32 = 76; // u32 client-key flow hash (index slot)
 const E_CMAC: u32 = 80; // 6 bytes: the client side's next-hop MAC
+const E_LISN: u32 = 88; // u32 our ISN towards the backend (a clock: a reused local port's SYN is newer)
+const E_TSOFFCB: u32 = 92; // u32 client TSval -> our TSval towards the backend
 
 // E_OPTS bits.
 const O_CWS: u32 = 1; // client offered window scaling
@@ -112,7 +114,7 @@ const MAX_TRIES: u32 = 4;
  * what has arrived, usually the scheduler), so protocols where the server speaks first, or whose
  * requests are not text heads, still work (HAProxy's tcp-request inspect-delay). */
 export let spliceInspectMs: u32 = 1000;
-const CLOSE_MS: u32 = 10000;
+const CLOSE_MS: u32 = 2000; // after both FINs: long enough for the last ACK and a FIN retransmission
 const IDLE_MS: u32 = 900000;
 /** The cookie's time counter advances every 64 s; a cookie is good for the current and previous step. */
 const COOKIE_SHIFT: u32 = 6;
@@ -848,10 +850,20 @@ function connect(i: u32, e: usize, vip: u32, nowMs: u32): void {
   store<u8>(e + E_STATE, <u8>SP_SYN_SENT);
   store<u8>(e + E_TRIES, 0);
   store<u32>(e + E_DEADLINE, nowMs + RTO_MS);
+  // Our ISN and timestamps towards the backend run on the clock (RFC 6528's 4 us ticks; ms), not the
+  // client's: a local port comes back while the backend may still hold the previous connection in
+  // TIME_WAIT, which accepts a new SYN only when its sequence number or timestamp is newer.
+  store<u32>(e + E_LISN, nowMs * 250 + (load<u32>(e + E_HASH) & 0xffff));
+  store<u32>(e + E_TSOFFCB, nowMs - load<u32>(e + E_CTSVAL));
   const a = b + B_ACTIVE;
   store<u32>(a, load<u32>(a) + 1);
   bump(bstatPtr(<u32>j) + BS_FLOWS, 1);
   sendBackendSyn(i, e);
+}
+
+/** Our TSval towards the backend: the client's latest, on our clock. */
+@inline function tsToBackend(e: usize): u32 {
+  return load<u32>(e + E_CTSVAL) + load<u32>(e + E_TSOFFCB);
 }
 
 function sendBackendSyn(i: u32, e: usize): void {
@@ -862,10 +874,10 @@ function sendBackendSyn(i: u32, e: usize): void {
   writeEth(f, backendPtr(j) + B_MAC);
   const cws = <u32>load<u8>(e + E_CWS);
   const ol = writeSynOpts(f + 54, <u32>load<u16>(e + E_CMSS), (opts & O_CWS) ? <i32>cws : -1, (opts & O_CSACK) != 0,
-    (opts & O_CTS) != 0, load<u32>(e + E_CTSVAL), 0);
+    (opts & O_CTS) != 0, tsToBackend(e), 0);
   const win = rescale(<u32>bswap<u16>(load<u16>(e + E_CWIN)), (opts & O_CWS) ? cws : 0, 0);
   const len = 14 + writeIpTcp(f + 14, load<u32>(e + E_LADDR), load<u32>(e + E_BADDR), localPort(i), load<u16>(e + E_VPORT),
-    load<u32>(e + E_CISN), 0, TH_SYN, win, ol, 0);
+    load<u32>(e + E_LISN), 0, TH_SYN, win, ol, 0);
   outCommit(1, j, len);
   stat(ST_BACKEND_SYNS);
 }
@@ -891,9 +903,9 @@ function sendReplay(i: u32, e: usize): void {
     if (!f) return;
     writeEth(f, backendPtr(j) + B_MAC);
     let ol: u32 = 0;
-    if (ts) ol = writeTsOpt(f + 54, load<u32>(e + E_CTSVAL), load<u32>(e + E_BTSVAL));
+    if (ts) ol = writeTsOpt(f + 54, tsToBackend(e), load<u32>(e + E_BTSVAL));
     const len = 14 + writeIpTcp(f + 14, load<u32>(e + E_LADDR), load<u32>(e + E_BADDR), localPort(i), load<u16>(e + E_VPORT),
-      load<u32>(e + E_CISN) + 1, load<u32>(e + E_BISN) + 1, TH_ACK, win, ol, 0);
+      load<u32>(e + E_LISN) + 1, load<u32>(e + E_BISN) + 1, TH_ACK, win, ol, 0);
     outCommit(1, j, len);
     return;
   }
@@ -903,10 +915,10 @@ function sendReplay(i: u32, e: usize): void {
     const seg = min<u32>(mss, n - off);
     writeEth(f, backendPtr(j) + B_MAC);
     let ol: u32 = 0;
-    if (ts) ol = writeTsOpt(f + 54, load<u32>(e + E_CTSVAL), load<u32>(e + E_BTSVAL));
+    if (ts) ol = writeTsOpt(f + 54, tsToBackend(e), load<u32>(e + E_BTSVAL));
     memory.copy(f + 54 + ol, src + off, seg);
     const len = 14 + writeIpTcp(f + 14, load<u32>(e + E_LADDR), load<u32>(e + E_BADDR), localPort(i), load<u16>(e + E_VPORT),
-      load<u32>(e + E_CISN) + 1 + off, load<u32>(e + E_BISN) + 1, TH_ACK | (off + seg == n ? TH_PSH : 0), win, ol, seg);
+      load<u32>(e + E_LISN) + 1 + off, load<u32>(e + E_BISN) + 1, TH_ACK | (off + seg == n ? TH_PSH : 0), win, ol, seg);
     outCommit(1, j, len);
     stat(ST_REPLAY_SEGMENTS);
   }
@@ -928,7 +940,7 @@ function fromBackend(d: usize, data: usize, caplen: u32, tcp: usize, hlen: u32, 
   const vip = <u32>load<u8>(e + E_VIP);
   store<u32>(e + E_SEEN, nowMs);
   if (st == SP_SYN_SENT) {
-    if ((flags & TH_RST) && (flags & TH_ACK) && ack == load<u32>(e + E_CISN) + 1) {
+    if ((flags & TH_RST) && (flags & TH_ACK) && ack == load<u32>(e + E_LISN) + 1) {
       // Refused: the client learns it from an RST of ours.
       stat(ST_GIVE_UPS);
       const tmp = spliceTmpPtr;
@@ -939,7 +951,7 @@ function fromBackend(d: usize, data: usize, caplen: u32, tcp: usize, hlen: u32, 
       entryFree(i);
       return;
     }
-    if ((flags & (TH_SYN | TH_ACK | TH_RST)) != (TH_SYN | TH_ACK) || ack != load<u32>(e + E_CISN) + 1) return absorb(d);
+    if ((flags & (TH_SYN | TH_ACK | TH_RST)) != (TH_SYN | TH_ACK) || ack != load<u32>(e + E_LISN) + 1) return absorb(d);
     parseOpts(tcp, hlen);
     let opts = <u32>load<u8>(e + E_OPTS);
     if (oWs >= 0 && (opts & O_CWS)) {
@@ -979,7 +991,7 @@ function fromBackend(d: usize, data: usize, caplen: u32, tcp: usize, hlen: u32, 
   const end = payloadEnd(caplen);
   const pay = end > start ? end - start : 0;
   if (st == SP_REPLAY) {
-    const replayEnd = load<u32>(e + E_CISN) + 1 + load<u32>(e + E_BUFFERED);
+    const replayEnd = load<u32>(e + E_LISN) + 1 + load<u32>(e + E_BUFFERED);
     if ((flags & TH_ACK) && seqLeq(replayEnd, ack)) {
       store<u8>(e + E_STATE, <u8>SP_SPLICED);
       releaseBuffer(e);
@@ -998,6 +1010,7 @@ function clientToBackend(d: usize, data: usize, caplen: u32, tcp: usize, hlen: u
   const j = <u32>load<u16>(e + E_BACKEND);
   const opts = <u32>load<u8>(e + E_OPTS);
   const dBC = seqSub(load<u32>(e + E_OISN), load<u32>(e + E_BISN)); // backend seq -> client seq
+  const dCB = seqSub(load<u32>(e + E_LISN), load<u32>(e + E_CISN)); // client seq -> ours towards the backend
   dTcp = 0;
   const ip = data + pL3;
   // Addresses (IP header and pseudo-header): client -> our local address, VIP -> backend.
@@ -1010,6 +1023,7 @@ function clientToBackend(d: usize, data: usize, caplen: u32, tcp: usize, hlen: u
   adjust(ip + 10, dIp);
   dTcp += dIp;
   set16w(tcp, localPort(i));
+  set32(tcp + 4, seqMap(bswap<u32>(load<u32>(tcp + 4)), dCB));
   if (flags & TH_ACK) set32(tcp + 8, seqUnmap(bswap<u32>(load<u32>(tcp + 8)), dBC));
   parseOpts(tcp, hlen);
   if (oSackBlk) {
@@ -1023,8 +1037,10 @@ function clientToBackend(d: usize, data: usize, caplen: u32, tcp: usize, hlen: u
     } else nopOut(tcp, oSackBlk, <u32>load<u8>(tcp + oSackBlk + 1));
   }
   if (oTs) {
-    store<u32>(e + E_CTSVAL, bswap<u32>(load<u32>(tcp + oTs + 2)));
+    const ctv = bswap<u32>(load<u32>(tcp + oTs + 2));
+    store<u32>(e + E_CTSVAL, ctv);
     if (opts & O_BTS) {
+      set32(tcp + oTs + 2, seqMap(ctv, load<u32>(e + E_TSOFFCB)));
       if (flags & TH_ACK) set32(tcp + oTs + 6, seqUnmap(bswap<u32>(load<u32>(tcp + oTs + 6)), load<u32>(e + E_TSOFF)));
     } else nopOut(tcp, oTs, 10);
   }
@@ -1044,6 +1060,7 @@ function backendToClient(d: usize, data: usize, caplen: u32, tcp: usize, hlen: u
   const j = <u32>load<u16>(e + E_BACKEND);
   const opts = <u32>load<u8>(e + E_OPTS);
   const dBC = seqSub(load<u32>(e + E_OISN), load<u32>(e + E_BISN));
+  const dCB = seqSub(load<u32>(e + E_LISN), load<u32>(e + E_CISN));
   dTcp = 0;
   const ip = data + pL3;
   const os = load<u32>(ip + 12), od = load<u32>(ip + 16);
@@ -1055,8 +1072,19 @@ function backendToClient(d: usize, data: usize, caplen: u32, tcp: usize, hlen: u
   dTcp += dIp;
   set16w(tcp + 2, load<u16>(e + E_CPORT));
   set32(tcp + 4, seqMap(seq, dBC));
+  if (flags & TH_ACK) set32(tcp + 8, seqUnmap(bswap<u32>(load<u32>(tcp + 8)), dCB));
   parseOpts(tcp, hlen);
-  // SACK blocks name client bytes: the client's space is also ours towards the backend (no shift).
+  // SACK blocks name client bytes, in our numbering towards the backend.
+  if (oSackBlk) {
+    if (opts & O_BSACK) {
+      const n = (<u32>load<u8>(tcp + oSackBlk + 1) - 2) >> 3;
+      for (let x: u32 = 0; x < n; x++) {
+        const p = tcp + oSackBlk + 2 + (x << 3);
+        set32(p, seqUnmap(bswap<u32>(load<u32>(p)), dCB));
+        set32(p + 4, seqUnmap(bswap<u32>(load<u32>(p + 4)), dCB));
+      }
+    } else nopOut(tcp, oSackBlk, <u32>load<u8>(tcp + oSackBlk + 1));
+  }
   if (oTs) {
     const tv = bswap<u32>(load<u32>(tcp + oTs + 2));
     store<u32>(e + E_BTSVAL, tv);
@@ -1064,6 +1092,7 @@ function backendToClient(d: usize, data: usize, caplen: u32, tcp: usize, hlen: u
       const out = seqMap(tv, load<u32>(e + E_TSOFF));
       set32(tcp + oTs + 2, out);
       if (seqLt(load<u32>(e + E_OTSVAL), out)) store<u32>(e + E_OTSVAL, out);
+      if (flags & TH_ACK) set32(tcp + oTs + 6, seqUnmap(bswap<u32>(load<u32>(tcp + oTs + 6)), load<u32>(e + E_TSOFFCB)));
     } else nopOut(tcp, oTs, 10);
   }
   const inS = (opts & O_BWS) ? <u32>load<u8>(e + E_BWS) : 0;
