@@ -380,11 +380,11 @@ describe('splice: a whole connection', () => {
       c = parseTcp(r.frame);
       expect(c).toMatchObject({ flags: F.FIN | F.ACK, seq: u32(bEnd + x.delta), ack: u32(cEnd + 1) });
       if (c.opts.ts) x.lastTsFromLb = c.opts.ts[0];
+      expect(sx(eng).splice_count()).toBe(1); // both FINs seen, the backend's not yet acknowledged
       r = h.send(seg({ ...x.C, seq: cEnd + 1, ack: u32(c.seq + 1), flags: F.ACK, win: 1000, opts: { ts: x.ts(x.lastTsFromLb) } }), true);
       expect(r.verdict).toBe('backend');
       expect(parseTcp(r.frame).ack).toBe(u32(bEnd + 1));
-      expect(sx(eng).splice_count()).toBe(1);
-      expect(sx(eng).splice_tick(h.nowMs() + 11000)).toBe(1);
+      // Both FINs acknowledged: the connection is gone at once (the end hosts keep their TIME_WAIT).
       expect(sx(eng).splice_count()).toBe(0);
       expect(eng.ex.flow_count()).toBe(0);
       // tshark: no bad checksum and no TCP analysis flag on either side; one TCP stream per side.
@@ -416,6 +416,14 @@ describe('splice: a whole connection', () => {
     expect(b.opts.ts).toBeUndefined();
     expect(b.opts.sack).toBeUndefined();
     expect(b.win).toBe(3); // the backend agreed to scaling: it applies the shift we offered, the client's own
+    // FINs both ways, the last ACK lost: removed by the timer 2 s later.
+    const cEnd = u32(0xfffffffe + 1 + x.req.length + x.req2.length);
+    h.send(seg({ ...x.C, seq: cEnd, ack: u32(x.ourIsn + 1 + x.resp.length), flags: F.FIN | F.ACK }), true);
+    h.send(seg({ ...x.B, seq: 7 + 1 + x.resp.length, ack: u32(x.lIsn + 1 + x.req.length + x.req2.length + 1), flags: F.FIN | F.ACK }), false);
+    expect(sx(eng).splice_count()).toBe(1);
+    expect(sx(eng).splice_tick(h.nowMs() + 1000)).toBe(0);
+    expect(sx(eng).splice_tick(h.nowMs() + 2500)).toBe(1);
+    expect(sx(eng).splice_count()).toBe(0);
   });
 });
 

@@ -73,6 +73,8 @@ const E_HASH: u32 = 76; // u32 client-key flow hash (index slot)
 const E_CMAC: u32 = 80; // 6 bytes: the client side's next-hop MAC
 const E_LISN: u32 = 88; // u32 our ISN towards the backend (a clock: a reused local port's SYN is newer)
 const E_TSOFFCB: u32 = 92; // u32 client TSval -> our TSval towards the backend
+const E_CFIN: u32 = 96; // u32 the client's FIN, in our numbering towards the backend
+const E_BFIN: u32 = 100; // u32 the backend's FIN, in its numbering
 
 // E_OPTS bits.
 const O_CWS: u32 = 1; // client offered window scaling
@@ -1049,11 +1051,13 @@ function clientToBackend(d: usize, data: usize, caplen: u32, tcp: usize, hlen: u
   const outS = (opts & O_BWS) ? inS : 0;
   if (inS != outS) set16w(tcp + 14, bswap<u16>(<u16>rescale(<u32>bswap<u16>(load<u16>(tcp + 14)), inS, outS)));
   if (pL4 + 18 <= caplen) adjust(tcp + 16, dTcp);
-  endFlags(i, e, flags, 1);
+  const pEnd = payloadEnd(caplen);
+  const pay = pEnd > pL4 + hlen ? pEnd - pL4 - hlen : 0;
+  const done = endFlags(e, flags, 1, bswap<u32>(load<u32>(tcp + 4)) + pay, bswap<u32>(load<u32>(tcp + 8)));
   stat(ST_TRANSLATED);
   emitL2(d, data, 0, true, backendPtr(j) + B_MAC, 0, 0, ET_IPV4);
   toBackendV(d, j);
-  if (flags & TH_RST) entryFree(i);
+  if ((flags & TH_RST) || done) entryFree(i);
 }
 
 function backendToClient(d: usize, data: usize, caplen: u32, tcp: usize, hlen: u32, i: u32, e: usize, vip: u32, flags: u32, seq: u32, start: u32, pay: u32, nowS: u32): void {
@@ -1072,7 +1076,8 @@ function backendToClient(d: usize, data: usize, caplen: u32, tcp: usize, hlen: u
   dTcp += dIp;
   set16w(tcp + 2, load<u16>(e + E_CPORT));
   set32(tcp + 4, seqMap(seq, dBC));
-  if (flags & TH_ACK) set32(tcp + 8, seqUnmap(bswap<u32>(load<u32>(tcp + 8)), dCB));
+  const ackL = bswap<u32>(load<u32>(tcp + 8));
+  if (flags & TH_ACK) set32(tcp + 8, seqUnmap(ackL, dCB));
   parseOpts(tcp, hlen);
   // SACK blocks name client bytes, in our numbering towards the backend.
   if (oSackBlk) {
@@ -1102,11 +1107,11 @@ function backendToClient(d: usize, data: usize, caplen: u32, tcp: usize, hlen: u
   // RTSP: a response naming a Session creates it on this backend (so a later connection with that
   // Session id lands here too). One message per segment is inspected (no reassembly on this path).
   if (pay && isRtspPort(vipPtr(vip), load<u16>(e + E_VPORT))) noteSession(data + start, pay, vip, j, e, nowS);
-  endFlags(i, e, flags, 2);
+  const done = endFlags(e, flags, 2, seq + pay, ackL);
   stat(ST_TRANSLATED);
   emitL2(d, data, 0, true, e + E_CMAC, 0, 0, ET_IPV4);
   toClient(d, j);
-  if (flags & TH_RST) entryFree(i);
+  if ((flags & TH_RST) || done) entryFree(i);
 }
 
 function noteSession(p: usize, n: u32, vip: u32, j: u32, e: usize, nowS: u32): void {
@@ -1122,12 +1127,25 @@ function noteSession(p: usize, n: u32, vip: u32, j: u32, e: usize, nowS: u32): v
   createSession(vip, ip, len, j, k2, load<u32>(res + 32), nowS);
 }
 
-/** FIN bookkeeping: side 1 client, 2 backend; both FINs make the entry closing. */
-function endFlags(i: u32, e: usize, flags: u32, side: u32): void {
-  if (!(flags & TH_FIN)) return;
-  const f = <u32>load<u8>(e + E_FIN) | side;
+/**
+ * FIN bookkeeping for a segment from `side` (1 client, 2 backend) whose FIN would sit at `finSeq`
+ * and whose ack is `ack` (both in the numbering the other end uses, for the backend's ack: ours).
+ * Both FINs make the entry closing; when both are acknowledged it can go at once (the end hosts
+ * keep their own TIME_WAIT). Returns whether both FINs are acknowledged.
+ */
+function endFlags(e: usize, flags: u32, side: u32, finSeq: u32, ack: u32): bool {
+  let f = <u32>load<u8>(e + E_FIN);
+  if (flags & TH_FIN) {
+    f |= side;
+    store<u32>(e + (side == 1 ? E_CFIN : E_BFIN), finSeq);
+  }
+  if (flags & TH_ACK) {
+    if (side == 1 && (f & 2) && seqLeq(load<u32>(e + E_BFIN) + 1, ack)) f |= 4;
+    if (side == 2 && (f & 1) && seqLeq(load<u32>(e + E_CFIN) + 1, ack)) f |= 8;
+  }
   store<u8>(e + E_FIN, <u8>f);
-  if (f == 3) store<u8>(e + E_STATE, <u8>SP_CLOSING);
+  if ((f & 3) == 3) store<u8>(e + E_STATE, <u8>SP_CLOSING);
+  return (f & 15) == 15;
 }
 
 /**
