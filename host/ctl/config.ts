@@ -168,7 +168,7 @@ function parseLive(raw: unknown, vips: VipConfig[]): LiveConfig {
   const backendSlack = int(raw, 'backendSlack', 'live.', 8, 0, 1024);
   const logLevel = oneOf(raw, 'logLevel', 'live.', ['debug', 'info', 'warn', 'error'] as const, 'info');
   for (const v of vips) {
-    if (v.method !== 'nat' && v.method !== 'dr' && v.method !== 'splice') throw new ConfigError('live', `VIP ${v.address}: live mode supports methods "nat", "dr" and "splice" (not "${v.method}")`);
+    if (v.method !== 'nat' && v.method !== 'dr' && v.method !== 'splice') throw new ConfigError('live', `VIP ${v.address}: live mode supports methods "nat" and "dr", and "splice" (not "${v.method}")`);
   }
   if (raw.offload !== undefined && typeof raw.offload !== 'boolean') throw new ConfigError('live.offload', 'must be true or false');
   // Splicing answers some segments in place with frames of its own (docs/splice.md): no GSO super-frames.
