@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import { natForwarding, wasmVsTs, memoryPerFlow, type Row } from './engine.js';
 import { rtspTokenizerBench } from './rtsp.js';
 import { runtimesBench, runtimesTable } from './runtimes.js';
-import { spliceVsNat } from './splice.js';
+import { spliceVsNat, cookieRate } from './splice.js';
 
 const root = resolve(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '..');
 const argv = process.argv.slice(2);
@@ -137,6 +137,7 @@ async function main() {
   table('Engine only: TCP splicing vs NAT, 4096 established connections, 130-byte TCP frames with timestamps, both directions, batch 256, one core', ['mode', 'Mpps', 'ratio to NAT'], [
     ['NAT', sp.natMpps.toFixed(2), '1.00x'],
     ['splice (seq/ack/timestamp/window translated)', sp.spliceMpps.toFixed(2), `${sp.ratio.toFixed(2)}x (target >= 0.7x)`],
+    ['splice: SYN cookies (SYN in, SYN-ACK out in place, no state)', (cookieRate(quick ? 1 : 2) / 1e6).toFixed(2), ''],
   ]);
 
   // 3. WASM vs TypeScript.
