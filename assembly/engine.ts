@@ -223,7 +223,9 @@ function processOne(d: usize, preHash: u32): void {
       const j = slotBackend(s);
       const vi = <u32>load<u16>(backendPtr(j) + B_VIP);
       const vp = vipPtr(vi);
-      if (<u32>load<u8>(vp + V_METHOD) != M_NAT) continue;
+      // Splice VIPs forward their sessions' UDP media as NAT does (their TCP never gets here).
+      const vm = <u32>load<u8>(vp + V_METHOD);
+      if (vm != M_NAT && vm != M_SPLICE) continue;
       if (first < 0 && (<u32>load<u8>(vp + V_PROTOS) & bit) && vipHasPort(vi, <u32>bswap<u16>(vport))) first = <i32>j;
       copy16(k + 16, vp + V_ADDR);
       keyAddr(k, pDst, pAddrLen);
@@ -490,7 +492,7 @@ function deliver(d: usize, data: usize, caplen: u32, dir: u32, vip: u32, j: u32,
   const method = <u32>load<u8>(v + V_METHOD);
   const et = pEthertype;
   if (dir == DIR_FWD) {
-    if (method == M_NAT) {
+    if (method == M_NAT || method == M_SPLICE) {
       natRewrite(data, caplen, pDst, b + B_ADDR);
       count(C_NAT_REWRITES);
       emitL2(d, data, 0, true, b + B_MAC, 0, 0, et);
@@ -518,7 +520,7 @@ function deliver(d: usize, data: usize, caplen: u32, dir: u32, vip: u32, j: u32,
   bump(s + BS_REPLY_PACKETS, 1);
   bump(s + BS_REPLY_BYTES, load<u32>(d, 8));
   const live = (liveFlags & 1) != 0;
-  if (method == M_NAT || !pIsEthernet || live) {
+  if (method == M_NAT || method == M_SPLICE || !pIsEthernet || live) {
     // Two-way NAT: the reply leaves through the balancer with its MAC as source. Non-Ethernet
     // input also gets an Ethernet header, addressed to the configured gateway.
     // A NAT reply from a backend was addressed to the balancer: it leaves for the gateway.

@@ -669,6 +669,46 @@ describe('splice: content-based backend choice', () => {
   });
 });
 
+describe('splice: RTSP with UDP media', () => {
+  it('the SETUP reply\'s ports become expectations on the session\'s backend: RTP and RTCP pass as NAT', () => {
+    const eng = makeEngine();
+    const h = new Harness(eng);
+    const C = { src: CLIENT, dst: VIP, sport: 45500, dport: 554 };
+    let r = h.send(seg({ ...C, seq: 100, flags: F.SYN, opts: { mss: 1460 } }), true);
+    const isn = parseTcp(r.frame).seq;
+    h.send(seg({ ...C, seq: 101, ack: isn + 1, flags: F.ACK }), true);
+    const setup = 'SETUP rtsp://10.1.0.1/cam/track1 RTSP/1.0\r\nCSeq: 1\r\nTransport: RTP/AVP;unicast;client_port=5000-5001\r\n\r\n';
+    h.send(seg({ ...C, seq: 101, ack: isn + 1, flags: F.ACK | F.PSH, payload: enc(setup) }), true);
+    const syn = parseTcp(h.out[0].frame);
+    const j = h.out[0].backendIndex;
+    const B = { src: BACKENDS[j], dst: VIP, sport: 554, dport: syn.sport, srcMac: `02:00:00:00:01:0${j + 1}` };
+    h.send(seg({ ...B, seq: 1, ack: syn.seq + 1, flags: F.SYN | F.ACK, opts: { mss: 1460 } }), false);
+    const reply = 'RTSP/1.0 200 OK\r\nCSeq: 1\r\nSession: UDP77;timeout=30\r\nTransport: RTP/AVP;unicast;client_port=5000-5001;server_port=6970-6971\r\n\r\n';
+    r = h.send(seg({ ...B, seq: 2, ack: syn.seq + 1 + setup.length, flags: F.ACK | F.PSH, payload: enc(reply) }), false);
+    expect(r.verdict).toBe('client');
+    expect(eng.ex.session_count()).toBe(1);
+    const flowsBefore = eng.ex.flow_count();
+    expect(flowsBefore).toBe(2); // the two expectations
+    // RTP from the backend to the client: leaves with the VIP as source.
+    const rtp = frame({ src: BACKENDS[j], dst: CLIENT, proto: 'udp', sport: 6970, dport: 5000, payload: new Uint8Array(40).fill(0x80), srcMac: `02:00:00:00:01:0${j + 1}`, dstMac: LB_MAC });
+    const [a] = eng.processBatch([{ data: rtp, tsSec: h.t }]);
+    expect(a.verdict).toBe('client');
+    const pa = parseFrame(a.frame).ip!;
+    expect([pa.src, pa.dst, pa.sport, pa.dport]).toEqual([VIP, CLIENT, 6970, 5000]);
+    expect(verifyFrame(a.frame).problems).toEqual([]);
+    // RTCP from the client to the VIP: to the session's backend.
+    const rtcp = frame({ src: CLIENT, dst: VIP, proto: 'udp', sport: 5001, dport: 6971, payload: new Uint8Array(32).fill(0x81) });
+    const [b] = eng.processBatch([{ data: rtcp, tsSec: h.t }]);
+    expect(b.verdict).toBe('backend');
+    expect(b.backendIndex).toBe(j);
+    expect(parseFrame(b.frame).ip!.dst).toBe(BACKENDS[j]);
+    expect(verifyFrame(b.frame).problems).toEqual([]);
+    // UDP to a port no session expects: refused as before.
+    const [c] = eng.processBatch([{ data: frame({ src: CLIENT, dst: VIP, proto: 'udp', sport: 5003, dport: 7000 }), tsSec: h.t }]);
+    expect(c.verdict).toBe('drop');
+  });
+});
+
 describe('splice: both builds give identical bytes', () => {
   it('SIMD and nosimd engines produce the same frames and queue', () => {
     const run = (module: WebAssembly.Module) => {

@@ -90,7 +90,7 @@ export function handleMessage(m: usize, fromClient: bool, flow: usize, k: usize,
  * pinned to the session's backend; an existing flow (its first packet came before the reply)
  * keeps its backend but joins the session.
  */
-function expect(k: usize, cport: u32, sport: u32, s: u32, now: u32): void {
+export function expect(k: usize, cport: u32, sport: u32, s: u32, now: u32): void {
   const x = key2Ptr;
   copy16(x, k);
   copy16(x + 16, k + 16);

@@ -18,7 +18,7 @@ import { pIsEthernet, pL3, pL4, pL3Len, pFamily, pFragment, pSrc, pDst, be16, ET
 import { sumBytes, finish, delta, adjust } from '../net/csum';
 import { emitL2 } from '../net/rewrite';
 import { flowHash } from '../lb/flowhash';
-import { copy40 } from '../mem';
+import { copy16, copy40 } from '../mem';
 import {
   vipPtr, backendPtr, bstatPtr, bump, lbMacHi, lbMacLo, gwMacHi, gwMacLo, liveFlags, storeMac, isRtspPort,
   V_ADDR, V_FIRST, V_COUNT, V_SCHED, V_POLICY, S_SH, P_CLIENT, B_ADDR, B_MAC, B_STATE, B_ACTIVE, B_VIP, ST_DOWN,
@@ -28,6 +28,7 @@ import { schedule } from '../lb/schedule';
 import { count, countDrop, C_TX_BACKEND, C_TX_CLIENT, C_DROPPED, D_TRUNCATED, D_NO_BACKEND, D_NO_SERVICE } from '../counters';
 import { rtspParse } from '../session/rtsp';
 import { findSession, createSession, sessionBackend } from '../session/table';
+import { expect as expectMedia } from '../session/inspect';
 import { seqAdd, seqSub, seqLeq, seqLt, seqMap, seqUnmap } from './seq';
 
 /** Drop reason for segments the splice consumed (handshake ACKs, SYN-ACKs from backends). */
@@ -1120,11 +1121,27 @@ function noteSession(p: usize, n: u32, vip: u32, j: u32, e: usize, nowS: u32): v
   const sp = load<u32>(res + 52);
   const ip = p + (sp & 0xffff), len = sp >> 16;
   if (findSession(vip, ip, len) >= 0) return;
-  const k2 = key2Ptr;
-  store<u64>(k2, 0);
-  store<u32>(k2, 0xffff0000, 8);
-  store<u32>(k2, load<u32>(e + E_CADDR), 12);
-  createSession(vip, ip, len, j, k2, load<u32>(res + 32), nowS);
+  // The client and the VIP as a flow key's addresses (keyPtr: this segment's key is not needed any more).
+  const k = keyPtr;
+  store<u64>(k, 0);
+  store<u32>(k, 0xffff0000, 8);
+  store<u32>(k, load<u32>(e + E_CADDR), 12);
+  copy16(k + 16, vipPtr(vip) + V_ADDR);
+  const s = createSession(vip, ip, len, j, k, load<u32>(res + 32), nowS);
+  if (s < 0) return;
+  // UDP media of the session (RTP on the low ports, RTCP on the high ones): expectations pinned to
+  // this backend, forwarded as NAT does (session/inspect.ts), like a NAT VIP's sessions.
+  const specs = <u32>load<u8>(res + 7);
+  for (let t: u32 = 0; t < specs; t++) {
+    const sp2 = res + 64 + t * 192;
+    const tf = load<u32>(sp2);
+    if (<u32>load<u8>(sp2 + 5) != 1 || <u32>load<u8>(sp2 + 6) == 2 || !(tf & 1) || !(tf & 4)) continue;
+    const cLo = <u32>load<u16>(sp2 + 16), sLo = <u32>load<u16>(sp2 + 20);
+    const cHi = tf & 2 ? <u32>load<u16>(sp2 + 18) : cLo + 1;
+    const sHi = tf & 8 ? <u32>load<u16>(sp2 + 22) : sLo + 1;
+    expectMedia(k, cLo, sLo, <u32>s, nowS);
+    if (cHi != cLo && sHi != sLo && cHi <= 0xffff && sHi <= 0xffff) expectMedia(k, cHi, sHi, <u32>s, nowS);
+  }
 }
 
 /**
