@@ -447,7 +447,19 @@ export class LiveBalancer {
 
   /** TCP splicing: frames the engine made on its own (backend SYNs, replayed requests, RSTs; docs/splice.md). */
   private flushSplice(): void {
-    for (const o of this.engine.drainSplice()) this.sendFrame(o.side === 'backend' ? this.serverIf : this.clientIf, o.frame);
+    for (const o of this.engine.drainSplice()) {
+      if (o.side === 'client' && this.onLink) {
+        // On-link clients: the destination MAC from the neighbour cache, as for verdict-client frames.
+        const f = o.frame;
+        const m = f.length >= 34 ? this.clientIf.neigh.lookup(`${f[30]}.${f[31]}.${f[32]}.${f[33]}`) : undefined;
+        if (!m) {
+          this.slow['client-mac-unknown']++;
+          continue;
+        }
+        f.set(m, 0);
+      }
+      this.sendFrame(o.side === 'backend' ? this.serverIf : this.clientIf, o.frame);
+    }
   }
 
   private writeOut(iface: Iface, list: Uint32Array, n: number): void {
