@@ -556,6 +556,25 @@ describe('splice: edges of the held request', () => {
     expect(parseTcp(r.frame)).toMatchObject({ flags: F.ACK | F.FIN, seq: u32(syn.seq + 1 + head.length + 11), ack: 501 });
   });
 
+  it('a backend answering a connection we no longer hold gets an RST', () => {
+    const eng = makeEngine();
+    const h = new Harness(eng);
+    const { C, isn } = handshake(h, 47200);
+    h.send(seg({ ...C, seq: 1001, ack: isn + 1, flags: F.ACK | F.PSH, payload: enc('GET / HTTP/1.1\r\n\r\n') }), true);
+    const syn = parseTcp(h.out[0].frame);
+    const j = h.out[0].backendIndex;
+    // The client gives up before the backend answers.
+    h.send(seg({ ...C, seq: 1001 + 18, ack: isn + 1, flags: F.RST }), true);
+    expect(sx(eng).splice_count()).toBe(0);
+    const r = h.send(seg({ src: BACKENDS[j], dst: VIP, sport: 80, dport: syn.sport, seq: 5, ack: syn.seq + 1, flags: F.SYN | F.ACK, opts: { mss: 1460 }, srcMac: `02:00:00:00:01:0${j + 1}` }), false);
+    expect(r.verdict).toBe('backend');
+    expect(parseTcp(r.frame)).toMatchObject({ flags: F.RST, src: VIP, dst: BACKENDS[j], sport: syn.sport, dport: 80, seq: u32(syn.seq + 1), dstMac: `02:00:00:00:01:0${j + 1}` });
+    // Not from a backend: no answer.
+    const r2 = h.send(seg({ src: '10.9.9.9', dst: VIP, sport: 80, dport: syn.sport, seq: 5, ack: 9, flags: F.ACK }), true);
+    expect(r2.verdict).toBe('client'); // a client-side ACK for nothing: the cookie check's RST
+    expect(parseTcp(r2.frame).dst).toBe('10.9.9.9');
+  });
+
   it('a new SYN on the ports of a closing connection starts over; inside a live one it is dropped', () => {
     const eng = makeEngine();
     const h = new Harness(eng);

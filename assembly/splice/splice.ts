@@ -22,7 +22,7 @@ import { copy16, copy40 } from '../mem';
 import {
   vipPtr, backendPtr, bstatPtr, bump, lbMacHi, lbMacLo, gwMacHi, gwMacLo, liveFlags, storeMac, isRtspPort,
   V_ADDR, V_FIRST, V_COUNT, V_SCHED, V_POLICY, S_SH, P_CLIENT, B_ADDR, B_MAC, B_STATE, B_ACTIVE, B_VIP, ST_DOWN,
-  BS_PACKETS, BS_BYTES, BS_FLOWS, BS_REPLY_PACKETS, BS_REPLY_BYTES,
+  BS_PACKETS, BS_BYTES, BS_FLOWS, BS_REPLY_PACKETS, BS_REPLY_BYTES, nextBackendSlot, slotBackend, vipHasPort,
 } from '../lb/config';
 import { schedule } from '../lb/schedule';
 import { count, countDrop, C_TX_BACKEND, C_TX_CLIENT, C_DROPPED, D_TRUNCATED, D_NO_BACKEND, D_NO_SERVICE } from '../counters';
@@ -594,6 +594,25 @@ export function spliceInput(d: usize, data: usize, caplen: u32, vip: i32, nowS: 
     if (<u32>load<u8>(e + E_STATE) >= SP_SYN_SENT && load<u32>(e + E_BADDR) == load<u32>(pSrc) &&
       load<u16>(e + E_VPORT) == load<u16>(tcp) && load<u32>(e + E_LADDR) == load<u32>(pDst)) {
       return fromBackend(d, data, caplen, tcp, hlen, i, e, nowS, nowMs);
+    }
+    // A backend segment for a connection we no longer have (the client gave up, the entry timed
+    // out): reset the backend's half, so it does not wait on us.
+    const flags = <u32>load<u8>(tcp + 13);
+    const slot = nextBackendSlot(load<u64>(keyPtr), load<u64>(keyPtr, 8), -1);
+    if ((flags & TH_ACK) && !(flags & TH_RST) && pIsEthernet && slot >= 0 &&
+      (vip < 0 || vipHasPort(<u32>vip, <u32>bswap<u16>(load<u16>(tcp))))) {
+      const tmp = spliceTmpPtr;
+      store<u32>(tmp + 120, load<u32>(data + 6));
+      store<u16>(tmp + 124, load<u16>(data + 10));
+      writeEth(tmp, tmp + 120);
+      const len = 14 + writeIpTcp(tmp + 14, load<u32>(pDst), load<u32>(pSrc), load<u16>(tcp + 2), load<u16>(tcp),
+        bswap<u32>(load<u32>(tcp + 8)), 0, TH_RST, 0, 0, 0);
+      placeFrame(d, data, caplen, tmp, len);
+      const j = slotBackend(slot);
+      store<u8>(d, 1, 24);
+      store<u16>(d, <u16>j, 26);
+      count(C_TX_BACKEND);
+      return;
     }
   }
   if (vip < 0) return dropWith(d, D_NO_SERVICE);
