@@ -114,7 +114,7 @@ export function missingPrerequisites(method: LabMethod): string[] {
 }
 
 /** sessionlb's config for the lab: both VIPs, the backends' fixed MACs, the TAPs, health checks. */
-export function sessionlbConfig(t: Topology, method: 'nat' | 'dr', opts: LabUpOptions = {}): Record<string, unknown> {
+export function sessionlbConfig(t: Topology, method: 'nat' | 'dr' | 'splice', opts: LabUpOptions = {}): Record<string, unknown> {
   const interval = (opts.healthIntervalMs ?? 500) / 1000;
   // HTTP GET /health on nginx from lb's own address on the server LAN (a TCP check on iperf3's
   // port would hold iperf3's only control slot).
@@ -138,7 +138,9 @@ export function sessionlbConfig(t: Topology, method: 'nat' | 'dr', opts: LabUpOp
       {
         address: VIP_BULK,
         ports: [IPERF_PORT],
-        method,
+        // Splice is for the HTTP/RTSP VIP; bulk traffic stays NAT (the backends route through
+        // sessionlb the same way for both).
+        method: method === 'splice' ? 'nat' : method,
         scheduler: 'sh',
         policy: 'client',
         healthCheck,
@@ -149,7 +151,7 @@ export function sessionlbConfig(t: Topology, method: 'nat' | 'dr', opts: LabUpOp
             {
               address: VIP6,
               ports: [HTTP_PORT],
-              method,
+              method: method === 'splice' ? 'nat' : method, // splicing is IPv4 only
               scheduler: 'maglev',
               healthCheck: { ...healthCheck, localAddress: LB_HEALTH_ADDR6 },
               backends: t.backends.map((b) => ({ id: `${b.id}-v6`, address: b.address6, mac: b.mac })),
@@ -286,7 +288,7 @@ function tail(f: string): string {
   }
 }
 
-function startSessionlb(s: LabState, method: 'nat' | 'dr', opts: LabUpOptions): void {
+function startSessionlb(s: LabState, method: 'nat' | 'dr' | 'splice', opts: LabUpOptions): void {
   const root = repoRoot();
   const config = join(s.dir, 'sessionlb.json');
   writeFileSync(config, JSON.stringify(sessionlbConfig(s.topology, method, opts), null, 2) + '\n');

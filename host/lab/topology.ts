@@ -9,7 +9,7 @@
 //   server LAN 10.88.2.0/24 (bridge br-srv in lb): router .1, backends .11-.13, lb kernel .253,
 //     sessionlb's (or, for method kernel, lb's) gateway address .254
 
-export const METHODS = ['nat', 'dr', 'kernel'] as const;
+export const METHODS = ['nat', 'dr', 'splice', 'kernel'] as const;
 export type LabMethod = (typeof METHODS)[number];
 
 export const DEFAULT_PREFIX = 'slb-';
