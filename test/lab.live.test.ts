@@ -194,8 +194,12 @@ describe.skipIf(!!why)('sessionlb live NAT in the lab', () => {
     await sleep(2500);
     const placed = lab.clients.map((c) => rtspBackendOf(lab, c.seenAs));
     const busy = [...new Set(placed.flat())];
-    // The victim: a backend holding a session while another backend holds one too, else any idle one.
-    const victim = busy.length >= 2 ? busy[0] : lab.backends.find((b) => !busy.includes(b.id))!.id;
+    // The victim must leave at least one session whose placement is unambiguous (a client with an
+    // address of its own: c3 and c4 share the NAT box's, so theirs merge) on another backend.
+    // Prefer a backend that holds sessions too, else an idle one.
+    const singles = [...new Set(placed.filter((p) => p.length === 1).map((p) => p[0]))];
+    const keep = singles[singles.length - 1];
+    const victim = busy.find((b) => b !== keep) ?? lab.backends.find((b) => b.id !== keep)!.id;
     const vb = lab.backends.find((b) => b.id === victim)!;
     const before = logLines(lab).length;
     const t0 = Date.now();
