@@ -8,7 +8,7 @@
 //   HTTP            wrk, 1 thread, 32 connections to the service VIP (nginx, keep-alive),
 //                   requests/s and latency p50/p90/p99
 // Writes bench/out/lab.json and the section between <!-- lab:begin --> and <!-- lab:end --> of
-// bench/RESULTS.md (bench/run.ts keeps that section). Options: --methods kernel,nat,dr
+// bench/RESULTS.md (bench/run.ts keeps that section). Options: --methods kernel,nat,dr,splice
 // --seconds N --out FILE. The machine is shared: compare the ratios, not the absolute numbers.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release, totalmem } from 'node:os';
@@ -20,7 +20,7 @@ import { IPERF_PORT, VIP, VIP_BULK, type LabMethod } from '../host/lab/topology.
 const root = resolve(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '..');
 const argv = process.argv.slice(2);
 const opt = (name: string, def: string) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : def);
-const methods = opt('--methods', 'kernel,nat,dr').split(',') as LabMethod[];
+const methods = opt('--methods', 'kernel,nat,dr,splice').split(',') as LabMethod[];
 const seconds = Number(opt('--seconds', '5'));
 const outFile = opt('--out', join(root, 'bench', 'RESULTS.md'));
 const PREFIX = 'slbb-';
@@ -136,7 +136,7 @@ function ratio(a: number | null, b: number | null, lowerIsBetter = false): strin
 function section(results: LabFigures[], machineText: string): string {
   const k = results.find((r) => r.method === 'kernel') ?? null;
   const L: string[] = ['<!-- lab:begin -->', '## Live: the lab, kernel nftables vs sessionlb', ''];
-  L.push(`Produced by \`npm run bench:lab\` (bench/lab.ts): one fresh lab per method (\`sessionlb lab up --method M\`, docs/lab.md), client slb-c1 through router slb-rtr to the VIPs, ${seconds} s per figure. kernel = the lb namespace's kernel doing nftables DNAT the kube-proxy way (numgen random / jhash into per-backend DNAT chains, conntrack); nat, dr = sessionlb on two TAP devices with the live section's defaults (offload on: TCP super-frames up to 64 KiB cross the TAPs whole). Target: sessionlb at least ${TARGET}x the kernel.`, '');
+  L.push(`Produced by \`npm run bench:lab\` (bench/lab.ts): one fresh lab per method (\`sessionlb lab up --method M\`, docs/lab.md), client slb-c1 through router slb-rtr to the VIPs, ${seconds} s per figure. kernel = the lb namespace's kernel doing nftables DNAT the kube-proxy way (numgen random / jhash into per-backend DNAT chains, conntrack); nat, dr = sessionlb on two TAP devices with the live section's defaults (offload on: TCP super-frames up to 64 KiB cross the TAPs whole); splice = the HTTP VIP spliced by the engine (docs/splice.md; offload off, as splicing needs), so its HTTP and latency columns measure splicing while its iperf3 columns are the bulk VIP, which stays NAT. Target: sessionlb at least ${TARGET}x the kernel.`, '');
   L.push(machineText, '');
   L.push('| method | iperf3 TCP Gbit/s | iperf3 UDP 1400 B Mbit/s (loss %) | UDP 64 B kpps received (loss %) | HTTP req/s (wrk 32 conn) | p50 ms | p90 ms | p99 ms |');
   L.push('|---|---|---|---|---|---|---|---|');
