@@ -212,6 +212,7 @@ describe.skipIf(why !== null)('sessionlb gateway: RTSP', () => {
     const own = await Promise.all(IDS.map((id) => startRtsp(`${id}s`, ADDR[id], p2)));
     const g2 = await startGateway(DIR, {
       vips: [{ address: VIP, ports: [p2], rtspPorts: [p2], protocols: ['tcp'], scheduler: 'rr', maxSessions: 1, backends: IDS.map((id) => ({ id, address: ADDR[id] })) }],
+      gateway: { logLevel: 'debug' },
     }, [{ address: VIP, port: p2 }]);
     const u = `rtsp://${VIP}:${p2}/test`;
     try {
@@ -236,8 +237,10 @@ describe.skipIf(why !== null)('sessionlb gateway: RTSP', () => {
       expect(r.code, r.err.slice(-1500)).toBe(0);
       const frames = [...r.err.matchAll(/frame=\s*(\d+)/g)].map((m) => Number(m[1]));
       expect(Math.max(0, ...frames)).toBeGreaterThanOrEqual(80); // 25 fps for 4 s, nothing cut
-      // Its TEARDOWN frees the slot.
-      await sleep(200);
+      // Its TEARDOWN frees the slot (the gateway sees the server's reply to it; on a loaded machine
+      // that can come a while after ffmpeg has exited).
+      for (let i = 0; i < 200 && !g2.err().includes('"rtsp session ended"'); i++) await sleep(25);
+      expect(g2.err()).toContain('"rtsp session ended"');
       const d = new Conv(VIP, p2);
       await d.req('DESCRIBE', u, { Accept: 'application/sdp' });
       const ok = await d.req('SETUP', `${u}/stream=0`, { Transport: 'RTP/AVP;unicast;client_port=44002-44003' });

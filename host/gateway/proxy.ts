@@ -518,7 +518,10 @@ export class Gateway extends EventEmitter {
           }
           see(id);
         } else if (req?.method === 'TEARDOWN' && ok && id) {
-          if (sessions.remove(id)) this.stats.sessionsEnded++;
+          if (sessions.remove(id)) {
+            this.stats.sessionsEnded++;
+            this.log.debug('rtsp session ended', { vip: vip.cfg.address, session: id, backend: b.id });
+          }
           refs.delete(id);
         } else if (id) {
           sessions.touch(id, now);
