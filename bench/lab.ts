@@ -43,7 +43,20 @@ export interface LabFigures {
   p99ms: number | null;
   /** Bytes sessionlb counted towards the bulk VIP's backends during the TCP test / bytes iperf3 received (nat, dr): shows the traffic went through it. */
   viaSessionlb: number | null;
+  /** CPU seconds (user + system) the sessionlb process used per 10,000 wrk requests. */
+  cpuPer10k: number | null;
   errors: string[];
+}
+
+/** utime + stime of a process in seconds (/proc/PID/stat, clock ticks of 1/100 s), or null. */
+function cpuSeconds(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100; // fields 14 and 15 of proc(5), counted from after the name
+  } catch {
+    return null;
+  }
 }
 
 /** Sum of sessionlb_backend_bytes_total for one VIP, read from the metrics endpoint inside the lb namespace. */
@@ -74,8 +87,8 @@ function wrkPercentile(out: string, p: number): number | null {
   return m[2] === 'us' ? v / 1000 : m[2] === 's' ? v * 1000 : v;
 }
 
-function measure(method: LabMethod, client: string, lb: { ns: string; port: number } | null): LabFigures {
-  const f: LabFigures = { method, tcpGbps: null, udpMbps: null, udpLossPct: null, smallUdpKpps: null, smallUdpLossPct: null, httpRps: null, p50ms: null, p90ms: null, p99ms: null, viaSessionlb: null, errors: [] };
+function measure(method: LabMethod, client: string, lb: { ns: string; port: number; pid: number } | null): LabFigures {
+  const f: LabFigures = { method, tcpGbps: null, udpMbps: null, udpLossPct: null, smallUdpKpps: null, smallUdpLossPct: null, httpRps: null, p50ms: null, p90ms: null, p99ms: null, viaSessionlb: null, cpuPer10k: null, errors: [] };
   log(`  ${method}: iperf3 TCP`);
   const b0 = lb ? sessionlbBytes(lb.ns, lb.port, VIP_BULK) : null;
   const tcp = iperf(client, []);
@@ -99,6 +112,7 @@ function measure(method: LabMethod, client: string, lb: { ns: string; port: numb
     f.smallUdpLossPct = s.lost_percent;
   } else f.errors.push(small.err!);
   log(`  ${method}: wrk`);
+  const c0 = lb ? cpuSeconds(lb.pid) : null;
   const w = nsRun(client, ['timeout', String(seconds + 15), 'wrk', '-t', '1', '-c', '32', '-d', `${seconds}s`, '--latency', `http://${VIP}/`], { timeoutMs: (seconds + 20) * 1000 });
   const rps = w.stdout.match(/Requests\/sec:\s+([\d.]+)/);
   if (rps) {
@@ -106,6 +120,9 @@ function measure(method: LabMethod, client: string, lb: { ns: string; port: numb
     f.p50ms = wrkPercentile(w.stdout, 50);
     f.p90ms = wrkPercentile(w.stdout, 90);
     f.p99ms = wrkPercentile(w.stdout, 99);
+    const total = w.stdout.match(/(\d+) requests in/);
+    const c1 = lb ? cpuSeconds(lb.pid) : null;
+    if (total && c0 !== null && c1 !== null) f.cpuPer10k = ((c1 - c0) / Number(total[1])) * 1e4;
     const sock = w.stdout.match(/Socket errors:.*$/m);
     if (sock) f.errors.push(`wrk: ${sock[0]}`);
     const non2xx = w.stdout.match(/Non-2xx or 3xx responses:\s+(\d+)/);
@@ -138,10 +155,10 @@ function section(results: LabFigures[], machineText: string): string {
   const L: string[] = ['<!-- lab:begin -->', '## Live: the lab, kernel nftables vs sessionlb', ''];
   L.push(`Produced by \`npm run bench:lab\` (bench/lab.ts): one fresh lab per method (\`sessionlb lab up --method M\`, docs/lab.md), client slb-c1 through router slb-rtr to the VIPs, ${seconds} s per figure. kernel = the lb namespace's kernel doing nftables DNAT the kube-proxy way (numgen random / jhash into per-backend DNAT chains, conntrack); nat, dr = sessionlb on two TAP devices with the live section's defaults (offload on: TCP super-frames up to 64 KiB cross the TAPs whole); splice = the HTTP VIP spliced by the engine (docs/splice.md; offload off, as splicing needs), so its HTTP and latency columns measure splicing while its iperf3 columns are the bulk VIP, which stays NAT. Target: sessionlb at least ${TARGET}x the kernel.`, '');
   L.push(machineText, '');
-  L.push('| method | iperf3 TCP Gbit/s | iperf3 UDP 1400 B Mbit/s (loss %) | UDP 64 B kpps received (loss %) | HTTP req/s (wrk 32 conn) | p50 ms | p90 ms | p99 ms |');
-  L.push('|---|---|---|---|---|---|---|---|');
+  L.push('| method | iperf3 TCP Gbit/s | iperf3 UDP 1400 B Mbit/s (loss %) | UDP 64 B kpps received (loss %) | HTTP req/s (wrk 32 conn) | p50 ms | p90 ms | p99 ms | sessionlb CPU s / 10k req |');
+  L.push('|---|---|---|---|---|---|---|---|---|');
   for (const r of results) {
-    L.push(`| ${r.method} | ${fmt(r.tcpGbps, 3)} | ${fmt(r.udpMbps, 1)} (${fmt(r.udpLossPct, 1)}) | ${fmt(r.smallUdpKpps, 1)} (${fmt(r.smallUdpLossPct, 1)}) | ${fmt(r.httpRps, 0)} | ${fmt(r.p50ms, 3)} | ${fmt(r.p90ms, 3)} | ${fmt(r.p99ms, 3)} |`);
+    L.push(`| ${r.method} | ${fmt(r.tcpGbps, 3)} | ${fmt(r.udpMbps, 1)} (${fmt(r.udpLossPct, 1)}) | ${fmt(r.smallUdpKpps, 1)} (${fmt(r.smallUdpLossPct, 1)}) | ${fmt(r.httpRps, 0)} | ${fmt(r.p50ms, 3)} | ${fmt(r.p90ms, 3)} | ${fmt(r.p99ms, 3)} | ${r.method === 'kernel' ? '-' : fmt(r.cpuPer10k, 3)} |`);
   }
   if (k) {
     L.push('', '| ratio to kernel | TCP | UDP 1400 B | UDP 64 B pps | HTTP req/s | p99 latency (kernel/sessionlb) |', '|---|---|---|---|---|---|');
@@ -153,6 +170,7 @@ function section(results: LabFigures[], machineText: string): string {
   if (via.length) L.push('', `Through sessionlb: bytes its metrics counted towards the bulk VIP's backends during the TCP test, divided by the bytes iperf3 received (headers included, so a little above 1): ${via.join(', ')}.`);
   const errs = results.flatMap((r) => r.errors.map((e) => `- ${r.method}: ${e}`));
   if (errs.length) L.push('', 'Errors during the run:', '', ...errs);
+  L.push('', 'sessionlb CPU: user + system seconds of the sessionlb process (/proc) during the wrk run, per 10,000 requests; it excludes the kernel work its TAP reads and writes cause elsewhere (bridge, veth, the peers\' stacks). The kernel method has no process to measure.');
   L.push('', 'UDP at unlimited rate measures what reaches the server; loss is the sender\'s excess over what the path carried.');
   L.push('<!-- lab:end -->', '');
   return L.join('\n');
@@ -166,9 +184,9 @@ async function main() {
     await labDown({ prefix: PREFIX });
     try {
       const st = await labUp({ method: m, prefix: PREFIX });
-      results.push(measure(m, st.topology.clients[0].ns, st.sessionlb ? { ns: st.sessionlb.ns, port: st.sessionlb.metricsPort } : null));
+      results.push(measure(m, st.topology.clients[0].ns, st.sessionlb ? { ns: st.sessionlb.ns, port: st.sessionlb.metricsPort, pid: st.sessionlb.pid } : null));
     } catch (e) {
-      results.push({ method: m, tcpGbps: null, udpMbps: null, udpLossPct: null, smallUdpKpps: null, smallUdpLossPct: null, httpRps: null, p50ms: null, p90ms: null, p99ms: null, viaSessionlb: null, errors: [`lab up failed: ${(e as Error).message.split('\n')[0]}`] });
+      results.push({ method: m, tcpGbps: null, udpMbps: null, udpLossPct: null, smallUdpKpps: null, smallUdpLossPct: null, httpRps: null, p50ms: null, p90ms: null, p99ms: null, viaSessionlb: null, cpuPer10k: null, errors: [`lab up failed: ${(e as Error).message.split('\n')[0]}`] });
     } finally {
       await labDown({ prefix: PREFIX });
     }
