@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { alive, listNamespaces, listeningPorts, nsPids, nsRun, run, sleep, startDetached, stopPids } from './proc.js';
+import { gatewayLabConfig, LAB_GATEWAY_METRICS_PORT } from '../gateway/lab.js';
 import {
   buildScript,
   DEFAULT_PREFIX,
@@ -109,7 +110,7 @@ export function missingPrerequisites(method: LabMethod): string[] {
   if (run(['/usr/bin/python3', '-c', "import gi; gi.require_version('GstRtspServer','1.0'); from gi.repository import GstRtspServer"]).code !== 0) {
     miss.push('python3 GstRtspServer (gir1.2-gst-rtsp-server-1.0, python3-gst-1.0)');
   }
-  if (method !== 'kernel' && !existsSync('/dev/net/tun')) miss.push('/dev/net/tun');
+  if (method !== 'kernel' && method !== 'gateway' && !existsSync('/dev/net/tun')) miss.push('/dev/net/tun');
   return miss;
 }
 
@@ -225,7 +226,10 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabState> {
     writeState(state);
     await waitServers(state, opts.readyTimeoutMs ?? 15_000);
     log('servers listening');
-    if (method !== 'kernel') {
+    if (method === 'gateway') {
+      startGateway(state, opts);
+      writeState(state);
+    } else if (method !== 'kernel') {
       startSessionlb(state, method, opts);
       writeState(state);
     }
@@ -297,6 +301,18 @@ function startSessionlb(s: LabState, method: 'nat' | 'dr' | 'splice', opts: LabU
   const pid = startDetached(s.topology.lb, [process.execPath, main, 'run', '--config', config, ...(opts.runArgs ?? [])], logf);
   s.processes.push({ role: 'sessionlb', ns: s.topology.lb, pid, log: logf });
   s.sessionlb = { pid, ns: s.topology.lb, metricsPort: METRICS_PORT, config, log: logf };
+}
+
+/** `sessionlb gateway` in the lb namespace (method gateway): its config from host/gateway/lab.ts. */
+function startGateway(s: LabState, opts: LabUpOptions): void {
+  if (s.topology.ipv6) throw new LabError('--ipv6 is not supported with --method gateway');
+  const config = join(s.dir, 'gateway.json');
+  writeFileSync(config, JSON.stringify(gatewayLabConfig(s.topology, opts), null, 2) + '\n');
+  const logf = join(s.dir, 'gateway.log');
+  const main = process.env.SESSIONLB_CLI ? resolve(process.env.SESSIONLB_CLI) : join(repoRoot(), 'dist', 'host', 'cli', 'main.js');
+  const pid = startDetached(s.topology.lb, [process.execPath, main, 'gateway', '--config', config], logf);
+  s.processes.push({ role: 'sessionlb', ns: s.topology.lb, pid, log: logf });
+  s.sessionlb = { pid, ns: s.topology.lb, metricsPort: LAB_GATEWAY_METRICS_PORT, config, log: logf };
 }
 
 /** Waits until an HTTP GET from the first client to the VIP is answered by a backend. */

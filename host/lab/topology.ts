@@ -9,7 +9,7 @@
 //   server LAN 10.88.2.0/24 (bridge br-srv in lb): router .1, backends .11-.13, lb kernel .253,
 //     sessionlb's (or, for method kernel, lb's) gateway address .254
 
-export const METHODS = ['nat', 'dr', 'splice', 'kernel'] as const;
+export const METHODS = ['nat', 'dr', 'splice', 'kernel', 'gateway'] as const;
 export type LabMethod = (typeof METHODS)[number];
 
 export const DEFAULT_PREFIX = 'slb-';
@@ -225,7 +225,12 @@ NFT`);
 
   if (t.ipv6) L.push(...ipv6Lines(t, method));
 
-  if (method === 'kernel') {
+  if (method === 'gateway') {
+    // sessionlb gateway (host/gateway): the VIPs are kernel addresses of lb and it proxies; nothing is forwarded.
+    for (const v of t.vips) ip(LB, `addr add ${v}/24 dev br-front`);
+    ip(LB, `addr add ${LB_SERVER_GW}/24 dev br-srv`);
+    ip(LB, `route add default via ${ROUTER_FRONT}`);
+  } else if (method === 'kernel') {
     for (const v of t.vips) ip(LB, `addr add ${v}/24 dev br-front`);
     ip(LB, `addr add ${LB_SERVER_GW}/24 dev br-srv`);
     ip(LB, `route add default via ${ROUTER_FRONT}`);
