@@ -13,66 +13,22 @@
 //
 // Names start with slbt- and addresses are in 10.99.0.0/16 (the lab uses slb- and 10.88.0.0/16).
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI, ROOT } from './helpers/cli.js';
 import { acquireLiveLock, releaseLiveLock } from './helpers/live-lock.js';
+import { bridge, host, must, netnsUnsupported, ns, removeAll, sh, sleep } from './helpers/netns.js';
 
 const DIR = join(ROOT, 'test-output', 'live-run');
 const NS = ['slbt-c', 'slbt-b1', 'slbt-b2', 'slbt-dc', 'slbt-d1'];
 const LINKS = ['slbt-brc', 'slbt-brs', 'slbt-brd', 'slbt-tc', 'slbt-ts', 'slbt-td', 'slbt-c0', 'slbt-b10', 'slbt-b20', 'slbt-dc0', 'slbt-d10'];
 const LB_MAC = '02:00:00:00:00:fe';
 
-function sh(cmd: string[], opts: { input?: string; timeout?: number } = {}): { code: number; out: string; err: string } {
-  const r = spawnSync(cmd[0], cmd.slice(1), { encoding: 'utf8', timeout: opts.timeout ?? 20_000, input: opts.input });
-  return { code: r.status ?? -1, out: r.stdout ?? '', err: r.stderr ?? '' };
-}
-function must(cmd: string[]): string {
-  const r = sh(cmd);
-  if (r.code !== 0) throw new Error(`${cmd.join(' ')} failed (${r.code}): ${r.err}`);
-  return r.out;
-}
-const ns = (n: string, ...cmd: string[]) => ['ip', 'netns', 'exec', n, ...cmd];
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function unsupported(): string | null {
-  if (typeof process.getuid === 'function' && process.getuid() !== 0) return 'needs root (network namespaces, TAP devices)';
-  if (!existsSync('/dev/net/tun')) return 'no /dev/net/tun (TUN/TAP) in this kernel or container';
-  const probe = `slbt-probe${process.pid}`;
-  const r = sh(['ip', 'netns', 'add', probe]);
-  if (r.code !== 0) return `cannot create a network namespace: ${r.err.trim()}`;
-  sh(['ip', 'netns', 'del', probe]);
-  return null;
-}
-const why = unsupported();
+const why = netnsUnsupported('slbt-');
 if (why) console.warn(`test/live.run.test.ts skipped: ${why}`);
 
-function cleanup(): void {
-  for (const n of NS) sh(['ip', 'netns', 'del', n]);
-  for (const l of LINKS) sh(['ip', 'link', 'del', l]);
-}
-
-/** A veth from namespace `n` (eth0 there, `addr/24`, default via `gw`) to bridge `br`. */
-function host(n: string, hostSide: string, br: string, addr: string, gw: string): void {
-  must(['ip', 'netns', 'add', n]);
-  must(['ip', 'link', 'add', hostSide, 'type', 'veth', 'peer', 'name', `${hostSide}p`]);
-  must(['ip', 'link', 'set', `${hostSide}p`, 'netns', n]);
-  must(['ip', 'link', 'set', hostSide, 'master', br, 'up']);
-  must(['ip', '-n', n, 'link', 'set', `${hostSide}p`, 'name', 'eth0']);
-  must(['ip', '-n', n, 'addr', 'add', `${addr}/24`, 'dev', 'eth0']);
-  must(['ip', '-n', n, 'link', 'set', 'eth0', 'up']);
-  must(['ip', '-n', n, 'link', 'set', 'lo', 'up']);
-  must(['ip', '-n', n, 'route', 'add', 'default', 'via', gw]);
-}
-
-function bridge(br: string, tap: string): void {
-  must(['ip', 'link', 'add', br, 'type', 'bridge']);
-  must(['ip', 'link', 'set', br, 'up']);
-  // A persistent TAP on the bridge: sessionlb attaches to it by name (the reuse path).
-  must(['ip', 'tuntap', 'add', 'dev', tap, 'mode', 'tap']);
-  must(['ip', 'link', 'set', tap, 'master', br, 'up']);
-}
+const cleanup = () => removeAll(NS, LINKS);
 
 // The backend's HTTP server: answers with its id in the body and an X-Backend header; keeps
 // connections open for a minute so a test can reuse one across a reload.

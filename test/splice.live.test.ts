@@ -7,12 +7,13 @@
 //   client ns slbs-c (10.97.1.10) -- bridge slbs-brc -- TAP slbs-tc [sessionlb] TAP slbs-ts -- bridge slbs-brs -- slbs-b1 (10.97.2.11), slbs-b2 (10.97.2.12)
 //   VIP 10.97.100.1: HTTP on 80, RTSP on 554, method splice, round robin.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI, ROOT } from './helpers/cli.js';
 import { acquireLiveLock, releaseLiveLock } from './helpers/live-lock.js';
+import { bridge, host, must, netnsUnsupported, ns, removeAll, sh, sleep } from './helpers/netns.js';
 import { badChecksumFrames, fields } from './helpers/tshark.js';
 
 const DIR = join(ROOT, 'test-output', 'splice-live');
@@ -20,54 +21,10 @@ const NS = ['slbs-c', 'slbs-b1', 'slbs-b2'];
 const LINKS = ['slbs-brc', 'slbs-brs', 'slbs-tc', 'slbs-ts', 'slbs-c0', 'slbs-b10', 'slbs-b20'];
 const VIP = '10.97.100.1';
 
-function sh(cmd: string[], opts: { input?: string; timeout?: number } = {}): { code: number; out: string; err: string } {
-  const r = spawnSync(cmd[0], cmd.slice(1), { encoding: 'utf8', timeout: opts.timeout ?? 20_000, input: opts.input, maxBuffer: 64 << 20 });
-  return { code: r.status ?? -1, out: r.stdout ?? '', err: r.stderr ?? '' };
-}
-function must(cmd: string[], timeout?: number): string {
-  const r = sh(cmd, { timeout });
-  if (r.code !== 0) throw new Error(`${cmd.join(' ')} failed (${r.code}): ${r.err}`);
-  return r.out;
-}
-const ns = (n: string, ...cmd: string[]) => ['ip', 'netns', 'exec', n, ...cmd];
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function unsupported(): string | null {
-  if (typeof process.getuid === 'function' && process.getuid() !== 0) return 'needs root (network namespaces, TAP devices)';
-  if (!existsSync('/dev/net/tun')) return 'no /dev/net/tun (TUN/TAP) in this kernel or container';
-  if (sh(['curl', '--version']).code !== 0) return 'curl not installed';
-  const probe = `slbs-probe${process.pid}`;
-  const r = sh(['ip', 'netns', 'add', probe]);
-  if (r.code !== 0) return `cannot create a network namespace: ${r.err.trim()}`;
-  sh(['ip', 'netns', 'del', probe]);
-  return null;
-}
-const why = unsupported();
+const why = netnsUnsupported('slbs-', ['curl']);
 if (why) console.warn(`test/splice.live.test.ts skipped: ${why}`);
 
-function cleanup(): void {
-  for (const n of NS) sh(['ip', 'netns', 'del', n]);
-  for (const l of LINKS) sh(['ip', 'link', 'del', l]);
-}
-
-function host(n: string, hostSide: string, br: string, addr: string, gw: string): void {
-  must(['ip', 'netns', 'add', n]);
-  must(['ip', 'link', 'add', hostSide, 'type', 'veth', 'peer', 'name', `${hostSide}p`]);
-  must(['ip', 'link', 'set', `${hostSide}p`, 'netns', n]);
-  must(['ip', 'link', 'set', hostSide, 'master', br, 'up']);
-  must(['ip', '-n', n, 'link', 'set', `${hostSide}p`, 'name', 'eth0']);
-  must(['ip', '-n', n, 'addr', 'add', `${addr}/24`, 'dev', 'eth0']);
-  must(['ip', '-n', n, 'link', 'set', 'eth0', 'up']);
-  must(['ip', '-n', n, 'link', 'set', 'lo', 'up']);
-  must(['ip', '-n', n, 'route', 'add', 'default', 'via', gw]);
-}
-
-function bridge(br: string, tap: string): void {
-  must(['ip', 'link', 'add', br, 'type', 'bridge']);
-  must(['ip', 'link', 'set', br, 'up']);
-  must(['ip', 'tuntap', 'add', 'dev', tap, 'mode', 'tap']);
-  must(['ip', 'link', 'set', tap, 'master', br, 'up']);
-}
+const cleanup = () => removeAll(NS, LINKS);
 
 // Each backend: HTTP on 80 (its id in X-Backend; /big: 8 MiB of a fixed pattern; POST: the body's
 // sha256) and a small RTSP server on 554 (answers every request with its CSeq and X-Backend;
@@ -319,7 +276,9 @@ describe.skipIf(why !== null)('splice on TAP devices (netns, kernel TCP on both 
     expect(sp['cookies-valid']).toBeGreaterThan(1500);
     expect(sp['give-ups']).toBe(0);
     expect(sp['table-full']).toBe(0);
-    expect(sp.retransmits).toBe(0);
+    // A stall on a reused port would retransmit the backend SYN for most connections; a loaded
+    // machine may legitimately let a 1 s retransmission timer fire once or twice.
+    expect(sp.retransmits).toBeLessThanOrEqual(Math.ceil(done / 100));
     expect(sp.connections).toBeLessThan(64); // closed ones go as soon as both FINs are acknowledged
   }, 60_000);
 });
