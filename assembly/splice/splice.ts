@@ -257,6 +257,24 @@ function nopOut(tcp: usize, off: u32, len: u32): void {
   dTcp += delta(before, sumBytes(tcp + a, b - a));
 }
 
+/**
+ * The SACK option found by parseOpts (if any): each block edge moved back by `delta` into the
+ * receiver's numbering when both sides negotiated SACK, else the option turned into NOPs.
+ */
+function sackUnmap(tcp: usize, opts: u32, delta: u32): void {
+  if (!oSackBlk) return;
+  const len = <u32>load<u8>(tcp + oSackBlk + 1);
+  if (!(opts & O_BSACK)) {
+    nopOut(tcp, oSackBlk, len);
+    return;
+  }
+  for (let x: u32 = 0, n = (len - 2) >> 3; x < n; x++) {
+    const p = tcp + oSackBlk + 2 + (x << 3);
+    set32(p, seqUnmap(bswap<u32>(load<u32>(p)), delta));
+    set32(p + 4, seqUnmap(bswap<u32>(load<u32>(p + 4)), delta));
+  }
+}
+
 /** A window field rescaled from shift `inS` to shift `outS`, capped at 65535. */
 @inline function rescale(win: u32, inS: u32, outS: u32): u32 {
   if (inS == outS) return win;
@@ -1048,16 +1066,7 @@ function clientToBackend(d: usize, data: usize, caplen: u32, tcp: usize, hlen: u
   set32(tcp + 4, seqMap(bswap<u32>(load<u32>(tcp + 4)), dCB));
   if (flags & TH_ACK) set32(tcp + 8, seqUnmap(bswap<u32>(load<u32>(tcp + 8)), dBC));
   parseOpts(tcp, hlen);
-  if (oSackBlk) {
-    if (opts & O_BSACK) {
-      const n = (<u32>load<u8>(tcp + oSackBlk + 1) - 2) >> 3;
-      for (let x: u32 = 0; x < n; x++) {
-        const p = tcp + oSackBlk + 2 + (x << 3);
-        set32(p, seqUnmap(bswap<u32>(load<u32>(p)), dBC));
-        set32(p + 4, seqUnmap(bswap<u32>(load<u32>(p + 4)), dBC));
-      }
-    } else nopOut(tcp, oSackBlk, <u32>load<u8>(tcp + oSackBlk + 1));
-  }
+  sackUnmap(tcp, opts, dBC);
   if (oTs) {
     const ctv = bswap<u32>(load<u32>(tcp + oTs + 2));
     store<u32>(e + E_CTSVAL, ctv);
@@ -1100,16 +1109,7 @@ function backendToClient(d: usize, data: usize, caplen: u32, tcp: usize, hlen: u
   if (flags & TH_ACK) set32(tcp + 8, seqUnmap(ackL, dCB));
   parseOpts(tcp, hlen);
   // SACK blocks name client bytes, in our numbering towards the backend.
-  if (oSackBlk) {
-    if (opts & O_BSACK) {
-      const n = (<u32>load<u8>(tcp + oSackBlk + 1) - 2) >> 3;
-      for (let x: u32 = 0; x < n; x++) {
-        const p = tcp + oSackBlk + 2 + (x << 3);
-        set32(p, seqUnmap(bswap<u32>(load<u32>(p)), dCB));
-        set32(p + 4, seqUnmap(bswap<u32>(load<u32>(p + 4)), dCB));
-      }
-    } else nopOut(tcp, oSackBlk, <u32>load<u8>(tcp + oSackBlk + 1));
-  }
+  sackUnmap(tcp, opts, dCB);
   if (oTs) {
     const tv = bswap<u32>(load<u32>(tcp + oTs + 2));
     store<u32>(e + E_BTSVAL, tv);
