@@ -322,6 +322,27 @@ static napi_value js_read_batch(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/**
+ * Writes one frame, behind the virtio_net_hdr `vh` when the device has IFF_VNET_HDR (vh != NULL).
+ * Returns 1 if written; 0 otherwise, counting EAGAIN and other errors.
+ */
+static uint32_t write_frame(int fd, const uint8_t *frame, size_t len, uint8_t *vh) {
+  ssize_t r;
+  if (vh) {
+    struct iovec iov[2] = {{vh, VNET_HDR_LEN}, {(void *)frame, len}};
+    do r = writev(fd, iov, 2); while (r < 0 && errno == EINTR);
+  } else {
+    do r = write(fd, frame, len); while (r < 0 && errno == EINTR);
+  }
+  if (r >= 0) return 1;
+  if (errno == EAGAIN || errno == EWOULDBLOCK) g_write_again++;
+  else {
+    g_write_errors++;
+    g_last_errno = errno;
+  }
+  return 0;
+}
+
 static napi_value js_write_batch(napi_env env, napi_callback_info info) {
   size_t argc = 6;
   napi_value argv[6];
@@ -353,7 +374,6 @@ static napi_value js_write_batch(napi_env env, napi_callback_info info) {
     memcpy(&off, mem + dp, 4);
     memcpy(&len, mem + dp + 4, 4);
     if ((size_t)off + len > memlen) continue;
-    ssize_t r;
     if (vnet) {
       // The GSO type and size the frame came with (from another offload device), or none.
       uint8_t h[VNET_HDR_LEN] = {0};
@@ -362,20 +382,10 @@ static napi_value js_write_batch(napi_env env, napi_callback_info info) {
         h[1] = hdrs[ho + 1];
         memcpy(h + 2, hdrs + ho + 2, 4); // hdr_len, gso_size
       }
-      struct iovec iov[2] = {{h, VNET_HDR_LEN}, {mem + off, len}};
-      do r = writev(fd, iov, 2); while (r < 0 && errno == EINTR);
+      written += write_frame(fd, mem + off, len, h);
     } else {
-      do r = write(fd, mem + off, len); while (r < 0 && errno == EINTR);
+      written += write_frame(fd, mem + off, len, NULL);
     }
-    if (r < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) g_write_again++;
-      else {
-        g_write_errors++;
-        g_last_errno = errno;
-      }
-      continue;
-    }
-    written++;
   }
   napi_value out;
   CHECK(napi_create_uint32(env, written, &out));
@@ -400,23 +410,8 @@ static napi_value js_write_frames(napi_env env, napi_callback_info info) {
   uint32_t written = 0;
   for (uint32_t i = 0; i < n; i++) {
     if ((size_t)offs[i] + lens[i] > memlen) continue;
-    ssize_t r;
-    if (fd >= 0 && fd < MAX_FDS && g_vnet[fd]) {
-      uint8_t h[VNET_HDR_LEN] = {0};
-      struct iovec iov[2] = {{h, VNET_HDR_LEN}, {mem + offs[i], lens[i]}};
-      do r = writev(fd, iov, 2); while (r < 0 && errno == EINTR);
-    } else {
-      do r = write(fd, mem + offs[i], lens[i]); while (r < 0 && errno == EINTR);
-    }
-    if (r < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) g_write_again++;
-      else {
-        g_write_errors++;
-        g_last_errno = errno;
-      }
-      continue;
-    }
-    written++;
+    uint8_t h[VNET_HDR_LEN] = {0};
+    written += write_frame(fd, mem + offs[i], lens[i], fd >= 0 && fd < MAX_FDS && g_vnet[fd] ? h : NULL);
   }
   napi_value out;
   CHECK(napi_create_uint32(env, written, &out));
