@@ -41,7 +41,7 @@ import { inspectControl } from './session/inspect';
 import { natPacket, natServerFinish } from './session/rtspnat';
 import { touchSession, hasCapacity, affinityLookup, sessionBackend } from './session/table';
 import { spliceVips, M_SPLICE } from './lb/config';
-import { spliceInput, spliceLocal } from './splice/splice';
+import { spliceInput, spliceLocal, spliceTransparent, spliceClaims } from './splice/splice';
 
 export const VERDICT_DROP: u8 = 0;
 export const VERDICT_BACKEND: u8 = 1;
@@ -171,7 +171,9 @@ function processOne(d: usize, preHash: u32): void {
   const srcHi = load<u64>(k), srcLo = load<u64>(k, 8);
   // TCP splicing (splice/splice.ts): segments to a splice VIP, and backend segments to our source address.
   if (spliceVips && pProto == IPPROTO_TCP && pHasL4 &&
-    (vip >= 0 ? <u32>load<u8>(vipPtr(<u32>vip) + V_METHOD) == M_SPLICE : spliceLocal != 0 && pAddrLen == 4 && load<u32>(pDst) == spliceLocal)) {
+    (vip >= 0 ? <u32>load<u8>(vipPtr(<u32>vip) + V_METHOD) == M_SPLICE
+      : pAddrLen == 4 && ((spliceLocal != 0 && load<u32>(pDst) == spliceLocal) ||
+        (spliceTransparent != 0 && pL4 + 20 <= caplen && spliceClaims(data))))) {
     return spliceInput(d, data, caplen, vip, now, load<u32>(d, 20));
   }
   if (vip < 0) {
@@ -223,9 +225,10 @@ function processOne(d: usize, preHash: u32): void {
       const j = slotBackend(s);
       const vi = <u32>load<u16>(backendPtr(j) + B_VIP);
       const vp = vipPtr(vi);
-      // Splice VIPs forward their sessions' UDP media as NAT does (their TCP never gets here).
+      // Splice VIPs forward their sessions' UDP media as NAT does (their TCP is spliceInput's; a
+      // backend segment no transparent splice entry claims is not a NAT flow either).
       const vm = <u32>load<u8>(vp + V_METHOD);
-      if (vm != M_NAT && vm != M_SPLICE) continue;
+      if (vm != M_NAT && (vm != M_SPLICE || proto == IPPROTO_TCP)) continue;
       if (first < 0 && (<u32>load<u8>(vp + V_PROTOS) & bit) && vipHasPort(vi, <u32>bswap<u16>(vport))) first = <i32>j;
       copy16(k + 16, vp + V_ADDR);
       keyAddr(k, pDst, pAddrLen);

@@ -229,7 +229,10 @@ export class Engine {
     const scratch = this.ex.scratch_ptr();
     const first = vips.find(({ v }) => v.splice!.source) ?? vips[0];
     this.mem.fill(0, scratch, scratch + 16);
-    if (first.v.splice!.source) this.mem.set(addressBytes(first.v.splice!.source), scratch);
+    const src = first.v.splice!.source;
+    // "client": transparent, connections to backends come from the client's own address (all ones).
+    if (src === 'client') this.mem.fill(0xff, scratch, scratch + 16);
+    else if (src) this.mem.set(addressBytes(src), scratch);
     const rc = sx.config_splice(first.v.splice!.mss);
     if (rc !== 0) throw Object.assign(new Error(`engine rejected the splice settings (code ${rc})`), { code: 'ENGINE_CONFIG' });
     let k = 0;

@@ -4,22 +4,31 @@
 // of the media, sessionlb's final counters.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LabSummary } from '../host/lab/lab.js';
-import { countBy, httpBackends, labDown, labUnsupported, labUp, nsRun, rtspClient, testPrefix } from './helpers/lab.js';
+import { countBy, httpBackends, labDown, labUnsupported, labUp, nonZero, nsRun, rtspClient, rtspSessionsWithCaptures, testPrefix } from './helpers/lab.js';
+import { mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const PREFIX = testPrefix('s');
 const VIP = '10.88.0.100';
+const OUT = join(tmpdir(), `sessionlb-lab-splice-${process.pid}`);
 const why = labUnsupported({ tap: true });
 if (why) console.warn(`lab.splice tests skipped: ${why}`);
 
 describe.skipIf(!!why)('sessionlb live splice in the lab', () => {
   let lab: LabSummary;
   beforeAll(() => {
+    rmSync(OUT, { recursive: true, force: true });
+    mkdirSync(OUT, { recursive: true });
     labDown(PREFIX);
     lab = labUp(['--method', 'splice', '--prefix', PREFIX]);
   });
-  afterAll(() => labDown(PREFIX));
+  afterAll(() => {
+    labDown(PREFIX);
+    rmSync(OUT, { recursive: true, force: true });
+  });
 
-  it('HTTP through the splice: every request answered, spread over three backends; the backends see the VIP as the client', async () => {
+  it('HTTP through the splice: every request answered, spread over three backends; the backends see the clients\' own addresses', async () => {
     const all: string[] = [];
     for (const c of lab.clients.slice(0, 3)) {
       const { backends, failures } = await httpBackends(c.ns, `http://${VIP}/`, 30);
@@ -29,8 +38,9 @@ describe.skipIf(!!why)('sessionlb live splice in the lab', () => {
     }
     const by = countBy(all);
     for (const b of lab.backends) expect(by[b.id] ?? 0, JSON.stringify(by)).toBeGreaterThanOrEqual(10);
-    // sessionlb opens the backend connection itself, from the VIP (no splice.source configured).
-    for (const c of lab.clients) expect(nsRun(c.ns, ['curl', '-s', '-m', '3', `http://${VIP}/whoami`]).stdout.trim(), c.id).toBe(VIP);
+    // sessionlb opens the backend connection itself, from the client's address (the lab's
+    // splice.source is "client"): c3 and c4 show as their NAT box's address.
+    for (const c of lab.clients) expect(nsRun(c.ns, ['curl', '-s', '-m', '3', `http://${VIP}/whoami`]).stdout.trim(), c.id).toBe(c.seenAs);
   });
 
   it('keep-alive: several requests on one spliced connection all reach the backend chosen for the first', () => {
@@ -41,8 +51,22 @@ describe.skipIf(!!why)('sessionlb live splice in the lab', () => {
     expect(new Set(ids).size).toBe(1);
   });
 
-  // RTP over UDP is not tested here: the server sees the VIP as its client and sends the media to
-  // the VIP's ports, which the splice does not map back to the real client yet (docs/splice.md).
+  it('RTSP over UDP through a spliced control connection: media received, each session whole on one backend (backend captures, tshark)', async () => {
+    const clients = [lab.clients[0], lab.clients[2]]; // c1, and c3 behind the NAT box
+    const views = await rtspSessionsWithCaptures(lab, clients, `rtsp://${VIP}:8554/test`, 3, OUT);
+    for (const v of views) {
+      const r = v.result;
+      expect(r.code, `${v.client}: ${r.stderr.slice(-600)}`).toBe(0);
+      expect(r.frames, v.client).toBeGreaterThanOrEqual(50);
+      expect(r.missed, v.client).toBe(0);
+      // Control (spliced TCP) and media (UDP, the session's expectations) both on one backend.
+      expect(nonZero(v.all), `${v.client}: ${JSON.stringify(v)}`.slice(0, 800)).toEqual([v.holder]);
+      expect(v.setups, v.client).toBeGreaterThanOrEqual(1);
+      expect(v.udpToClient[v.holder!], v.client).toBeGreaterThanOrEqual(50);
+      expect(v.udpFromClient[v.holder!], v.client).toBeGreaterThanOrEqual(1);
+    }
+  });
+
   it('RTSP with interleaved media (RTP in the spliced TCP connection): the client receives media', async () => {
     const r = await rtspClient(lab.clients[0].ns, `rtsp://${VIP}:8554/test`, 3, 'tcp');
     expect(r.code, r.stderr.slice(-600)).toBe(0);

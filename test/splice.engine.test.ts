@@ -728,6 +728,66 @@ describe('splice: RTSP with UDP media', () => {
   });
 });
 
+describe('splice: transparent source (splice.source "client")', () => {
+  it('backends see the client\'s address; their RTSP media to the client matches the session\'s expectations', () => {
+    const eng = makeEngine();
+    const ex = eng.ex as unknown as SpliceExports & Engine['ex'];
+    const s = ex.scratch_ptr();
+    // 16 bytes of 0xff: transparent (docs/abi.md config_splice); anything else not an IPv4 address: refused.
+    eng.mem.fill(0xff, s, s + 16);
+    expect(ex.config_splice(0)).toBe(0);
+    eng.mem.fill(0xff, s, s + 15);
+    eng.mem[s + 15] = 0;
+    expect(ex.config_splice(0)).toBe(2);
+    eng.mem.fill(0xff, s, s + 16);
+    expect(ex.config_splice(0)).toBe(0);
+    const h = new Harness(eng);
+    const C = { src: CLIENT, dst: VIP, sport: 45600, dport: 554 };
+    let r = h.send(seg({ ...C, seq: 100, flags: F.SYN, opts: { mss: 1460 } }), true);
+    const isn = parseTcp(r.frame).seq;
+    h.send(seg({ ...C, seq: 101, ack: isn + 1, flags: F.ACK }), true);
+    const setup = 'SETUP rtsp://10.1.0.1/cam/track1 RTSP/1.0\r\nCSeq: 1\r\nTransport: RTP/AVP;unicast;client_port=5000-5001\r\n\r\n';
+    h.send(seg({ ...C, seq: 101, ack: isn + 1, flags: F.ACK | F.PSH, payload: enc(setup) }), true);
+    const syn = parseTcp(h.out[0].frame);
+    const j = h.out[0].backendIndex;
+    // The backend SYN comes from the client's address (our local port still names the entry).
+    expect(syn).toMatchObject({ src: CLIENT, dst: BACKENDS[j], dport: 554, flags: F.SYN });
+    expect(syn.sport).toBeGreaterThanOrEqual(32768);
+    const B = { src: BACKENDS[j], dst: CLIENT, sport: 554, dport: syn.sport, srcMac: `02:00:00:00:01:0${j + 1}` };
+    // A segment of the backend to the client on an entry's port that is not that entry's: not the splice's, not NAT's.
+    r = h.send(seg({ ...B, dport: syn.sport + 1, seq: 1, ack: syn.seq + 1, flags: F.SYN | F.ACK, opts: { mss: 1460 } }), false);
+    expect(r.verdict).not.toBe('client');
+    expect(h.out.length).toBe(0);
+    r = h.send(seg({ ...B, seq: 1, ack: syn.seq + 1, flags: F.SYN | F.ACK, opts: { mss: 1460 } }), false);
+    expect(r.reason).toBe('splice');
+    expect(h.out.length).toBe(1);
+    const rep = parseTcp(h.out[0].frame);
+    expect(rep).toMatchObject({ src: CLIENT, dst: BACKENDS[j], sport: syn.sport, seq: u32(syn.seq + 1), ack: 2 });
+    expect(dec(rep.payload)).toBe(setup);
+    const reply = 'RTSP/1.0 200 OK\r\nCSeq: 1\r\nSession: TR88;timeout=30\r\nTransport: RTP/AVP;unicast;client_port=5000-5001;server_port=6970-6971\r\n\r\n';
+    r = h.send(seg({ ...B, seq: 2, ack: syn.seq + 1 + setup.length, flags: F.ACK | F.PSH, payload: enc(reply) }), false);
+    expect(r.verdict).toBe('client');
+    const toC = parseTcp(r.frame);
+    expect(toC).toMatchObject({ src: VIP, dst: CLIENT, sport: 554, dport: 45600, seq: u32(isn + 1) });
+    expect(verifyFrame(r.frame).problems).toEqual([]);
+    expect(eng.ex.session_count()).toBe(1);
+    // The server sends RTP where its RTSP peer is: the client's address, the client_port.
+    const rtp = frame({ src: BACKENDS[j], dst: CLIENT, proto: 'udp', sport: 6970, dport: 5000, payload: new Uint8Array(40).fill(0x80), srcMac: `02:00:00:00:01:0${j + 1}`, dstMac: LB_MAC });
+    const [a] = eng.processBatch([{ data: rtp, tsSec: h.t }]);
+    expect(a.verdict).toBe('client');
+    const pa = parseFrame(a.frame).ip!;
+    expect([pa.src, pa.dst, pa.sport, pa.dport]).toEqual([VIP, CLIENT, 6970, 5000]);
+    expect(verifyFrame(a.frame).problems).toEqual([]);
+    // The client's data through the splice reaches the backend from the client's address.
+    r = h.send(seg({ ...C, seq: 101 + setup.length, ack: isn + 1 + reply.length, flags: F.ACK }), true);
+    expect(r.verdict).toBe('backend');
+    expect(parseTcp(r.frame)).toMatchObject({ src: CLIENT, dst: BACKENDS[j], sport: syn.sport, dport: 554 });
+    expect(verifyFrame(r.frame).problems).toEqual([]);
+    // From the JSON config: source "client".
+    expect(parseConfig({ vips: [{ address: VIP, method: 'splice', splice: { source: 'client' }, backends: [{ id: 'a', address: BACKENDS[0] }] }] }).vips[0].splice!.source).toBe('client');
+  });
+});
+
 describe('splice: both builds give identical bytes', () => {
   it('SIMD and nosimd engines produce the same frames and queue', () => {
     const run = (module: WebAssembly.Module) => {

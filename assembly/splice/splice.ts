@@ -124,6 +124,10 @@ const COOKIE_SHIFT: u32 = 6;
 
 // Configuration (config_splice, config_splice_rule).
 export let spliceLocal: u32 = 0; // our source address towards backends (wire), 0 = the VIP
+// Transparent: connections to backends come from the client's own address (config_splice with all
+// ones at scratch). The backends see their real clients, and send an RTSP session's UDP media to the
+// client, where the NAT path's expectations find it (docs/splice.md "Source address").
+export let spliceTransparent: u32 = 0;
 export let spliceMss: u32 = 1460; // MSS announced to clients
 export let spliceLive: u32 = 0;
 let spliceHiWater: u32 = 0;
@@ -166,15 +170,35 @@ export function spliceReset(): void {
   outCount = 0;
 }
 
-/** config_splice: MSS announced to clients (0 = 1460); our source towards backends at scratch (IPv4 mapped, 0 = VIP). */
+/**
+ * config_splice: MSS announced to clients (0 = 1460); our source towards backends at scratch (IPv4
+ * mapped; 16 zero bytes = the VIP; 16 bytes of 0xff = the client's own address, transparent).
+ */
 export function configSplice(mss: u32): u32 {
   if (mss != 0 && (mss < 536 || mss > 9000)) return 1;
-  spliceMss = mss ? mss : 1460;
   const s = scratchPtr;
-  if (load<u64>(s) == 0 && load<u32>(s, 8) == 0xffff0000) spliceLocal = load<u32>(s, 12);
-  else if (load<u64>(s) == 0 && load<u64>(s, 8) == 0) spliceLocal = 0;
-  else return 2;
+  let local: u32 = 0, transparent: u32 = 0;
+  if (load<u64>(s) == 0 && load<u32>(s, 8) == 0xffff0000 && load<u32>(s, 12) != 0) local = load<u32>(s, 12);
+  else if (load<u64>(s) == 0xffffffffffffffff && load<u64>(s, 8) == 0xffffffffffffffff) transparent = 1;
+  else if (load<u64>(s) != 0 || load<u64>(s, 8) != 0) return 2;
+  spliceMss = mss ? mss : 1460;
+  spliceLocal = local;
+  spliceTransparent = transparent;
   return 0;
+}
+
+/**
+ * Whether the current TCP segment (IPv4, from a backend to a client address) belongs to a
+ * transparent splice entry: its destination port names the entry, and the entry's backend, VIP port
+ * and client address match.
+ */
+export function spliceClaims(data: usize): bool {
+  const tcp = data + pL4;
+  const dport = <u32>bswap<u16>(load<u16>(tcp + 2));
+  if (dport < SPLICE_PORT_BASE || dport - SPLICE_PORT_BASE >= spliceCap) return false;
+  const e = entryPtr(dport - SPLICE_PORT_BASE);
+  return <u32>load<u8>(e + E_STATE) >= SP_SYN_SENT && load<u32>(e + E_BADDR) == load<u32>(pSrc) &&
+    load<u16>(e + E_VPORT) == load<u16>(tcp) && load<u32>(e + E_LADDR) == load<u32>(pDst);
 }
 
 /** config_splice_rule: rule i sends requests to VIP vip whose URI starts with the `len` bytes at scratch to backend j (len 0 clears it). */
@@ -699,7 +723,7 @@ function fromClient(d: usize, data: usize, caplen: u32, tcp: usize, hlen: u32, v
     store<u16>(e + E_CMSS, <u16>mssOf(b & 3));
     store<u32>(e + E_CISN, seq - 1);
     store<u32>(e + E_OISN, ack - 1);
-    store<u32>(e + E_LADDR, spliceLocal ? spliceLocal : load<u32>(pDst));
+    store<u32>(e + E_LADDR, spliceTransparent ? load<u32>(pSrc) : spliceLocal ? spliceLocal : load<u32>(pDst));
     store<u16>(e + E_CWIN, load<u16>(tcp + 14));
     store<u32>(e + E_SEEN, nowMs);
     clientMac(e, data);

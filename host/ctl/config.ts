@@ -53,7 +53,7 @@ export interface VipConfig {
 
 export interface SpliceConfig {
   rules: { prefix: string; backend: string }[];
-  source: string | null; // null = the VIP
+  source: string | null; // null = the VIP; "client" = the client's own address (transparent)
   mss: number;
 }
 
@@ -452,7 +452,8 @@ export function parseConfig(raw: unknown): Config {
         });
       }
       let source: string | null = null;
-      if (sp.source !== undefined) {
+      if (sp.source === 'client') source = 'client';
+      else if (sp.source !== undefined) {
         const a = address(sp, 'source', `${p}splice.`);
         if (a.family !== 4) throw new ConfigError(`${p}splice.source`, 'must be an IPv4 address');
         source = a.address;

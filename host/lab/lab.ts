@@ -134,6 +134,9 @@ export function sessionlbConfig(t: Topology, method: 'nat' | 'dr' | 'splice', op
         rtspPorts: [RTSP_PORT],
         ...(opts.maxSessions ? { maxSessions: opts.maxSessions } : {}),
         healthCheck,
+        // Transparent splicing: the backends see the real clients, and an RTSP server sends its
+        // UDP media to the client (through sessionlb, the backends' gateway), not to the VIP.
+        ...(method === 'splice' ? { splice: { source: 'client' } } : {}),
         backends: t.backends.map((b) => ({ id: b.id, address: b.address, mac: b.mac, ...(opts.maxSessionsPerBackend ? { maxSessions: opts.maxSessionsPerBackend } : {}) })),
       },
       {
