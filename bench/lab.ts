@@ -1,71 +1,173 @@
-// `npm run bench:lab`: live forwarding in the lab (host/lab), the Linux kernel (nftables DNAT the
-// kube-proxy way, `lab up --method kernel`) next to sessionlb on its TAP devices (NAT, and DR),
-// same topology, same clients and servers, one run. Each method gets a fresh lab; each figure is
-// one short, bounded measurement (default 5 s) from client c1:
-//   iperf3 TCP      one stream to the bulk VIP, receiver's bits/s
-//   iperf3 UDP      1400-byte datagrams, unlimited rate, receiver's bits/s and loss
-//   small UDP       64-byte datagrams, unlimited rate, datagrams/s that reached the server
-//   HTTP            wrk, 1 thread, 32 connections to the service VIP (nginx, keep-alive),
-//                   requests/s and latency p50/p90/p99
+// `npm run bench:lab`: the application-level comparison in the lab (host/lab), one run, same
+// topology, same clients and servers: the Linux kernel (nftables DNAT the kube-proxy way,
+// `lab up --method kernel`) as the reference, sessionlb's NAT, DR and splice methods, TCP handoff
+// when the lab has that method, and the TCP gateway (a user-space proxy). Each method gets a fresh
+// lab; every figure is one short, bounded measurement from client c1:
+//   HTTP keep-alive     wrk -t1 -c32 to the service VIP (nginx): requests/s, latency p50/p99
+//   HTTP new conn       the same with `Connection: close`: one TCP connection per request
+//   balancer CPU        user + system seconds of the balancer process (sessionlb, or the gateway)
+//                       and its children, from /proc/PID/stat around each wrk run, per 10k requests
+//   layer 4 (bulk VIP)  where the method carries it: iperf3 TCP (one stream), iperf3 UDP 1400 B
+//                       and 64 B at unlimited rate (kernel, nat, dr; TCP only for the gateway)
 // Writes bench/out/lab.json and the section between <!-- lab:begin --> and <!-- lab:end --> of
-// bench/RESULTS.md (bench/run.ts keeps that section). Options: --methods kernel,nat,dr,splice
-// --seconds N --out FILE. The machine is shared: compare the ratios, not the absolute numbers.
+// bench/RESULTS.md (or --out FILE). `--help` for the options. The machine is shared: compare the
+// ratios, not the absolute numbers.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
-import { labDown, labUp } from '../host/lab/lab.js';
+import { labDown, labUp, type LabState } from '../host/lab/lab.js';
 import { nsRun, run } from '../host/lab/proc.js';
-import { IPERF_PORT, VIP, VIP_BULK, type LabMethod } from '../host/lab/topology.js';
+import { HTTP_PORT, IPERF_PORT, METHODS, VIP, VIP_BULK, checkPrefix, type LabMethod } from '../host/lab/topology.js';
+
+/** What the bench measures for one `lab up --method`: one row of the tables. */
+interface MethodSpec {
+  method: string;
+  label: string;
+  /** 'process': the balancer is state.sessionlb.pid (sessionlb run, or sessionlb gateway); 'kernel': no process to measure. */
+  balancer: 'process' | 'kernel';
+  /** Which iperf3 tests run against the bulk VIP ('none' when that VIP is just NAT again, as for splice). */
+  bulk: 'tcp+udp' | 'tcp' | 'none';
+  /** One sentence for the section's legend. */
+  what: string;
+}
+
+// The rows, in table order. Adding a lab method is one line here; a method the lab does not have
+// (host/lab/topology.ts METHODS) is skipped when --methods is not given.
+const SPECS: MethodSpec[] = [
+  { method: 'kernel', label: 'kernel nftables DNAT (reference)', balancer: 'kernel', bulk: 'tcp+udp', what: "the lb namespace's kernel doing nftables DNAT the kube-proxy way (numgen random / jhash into per-backend DNAT chains, conntrack); its cost is softirq time in the namespace, which cannot be attributed to a process" },
+  { method: 'nat', label: 'sessionlb nat', balancer: 'process', bulk: 'tcp+udp', what: 'sessionlb on two TAP devices, NAT (offload on: TCP super-frames up to 64 KiB cross the TAPs whole)' },
+  { method: 'dr', label: 'sessionlb dr', balancer: 'process', bulk: 'tcp+udp', what: 'sessionlb, direct return (the backends answer the client past sessionlb)' },
+  { method: 'splice', label: 'sessionlb splice', balancer: 'process', bulk: 'none', what: 'the HTTP/RTSP VIP spliced by the engine (docs/splice.md: SYN cookies, delayed binding on the request head, sequence translation; offload off); its bulk VIP stays NAT, so no layer-4 figures' },
+  { method: 'handoff', label: 'sessionlb handoff', balancer: 'process', bulk: 'none', what: 'TCP handoff: sessionlb accepts and inspects as in splicing, then the chosen backend recreates the connection and answers the client directly; the CPU column is the front end (sessionlb) only' },
+  { method: 'gateway', label: 'TCP gateway', balancer: 'process', bulk: 'tcp', what: '`sessionlb gateway` in the lb namespace: a full proxy over Node sockets (two connections, bytes copied through user space; HTTP pinned per keep-alive connection), the bulk VIP proxied at layer 4 (TCP only)' },
+];
+
+const HELP = `npm run bench:lab [-- OPTIONS]   (root; builds first)
+
+Brings the lab up once per method (sessionlb lab up --method M) and measures, from client c1:
+HTTP requests/s and latency p50/p99 with keep-alive and with a new connection per request
+(wrk -t1 -c32), the balancer process's CPU seconds per 10k requests, and iperf3 on the bulk VIP
+where the method carries it. Writes bench/out/lab.json and the lab section of bench/RESULTS.md.
+
+  --duration S     seconds per measurement (default 5; --seconds is the same)
+  --methods a,b    rows to run, in this order; the bench knows ${SPECS.map((s) => s.method).join(',')}
+                   (default: those host/lab/topology.ts METHODS has)
+  --no-l4          skip the iperf3 (layer 4) measurements
+  --prefix P       namespace prefix of the labs it brings up (default slbb-)
+  --out FILE       where to write the section (default bench/RESULTS.md)
+  --from-json F    no measuring: write the section again from a saved bench/out/lab.json
+  --help           this text
+`;
 
 const root = resolve(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '..');
 const argv = process.argv.slice(2);
-const opt = (name: string, def: string) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : def);
-const methods = opt('--methods', 'kernel,nat,dr,splice').split(',') as LabMethod[];
-const seconds = Number(opt('--seconds', '5'));
-const outFile = opt('--out', join(root, 'bench', 'RESULTS.md'));
-const PREFIX = 'slbb-';
-const TARGET = 0.3;
+if (argv.includes('--help') || argv.includes('-h')) {
+  process.stdout.write(HELP);
+  process.exit(0);
+}
+const opt = (names: string[], def: string) => {
+  for (const n of names) if (argv.includes(n)) {
+    const v = argv[argv.indexOf(n) + 1];
+    if (v === undefined || v.startsWith('--')) die(`${n} needs a value`);
+    return v;
+  }
+  return def;
+};
+function die(msg: string): never {
+  process.stderr.write(`bench:lab: ${msg} (--help for the options)\n`);
+  process.exit(2);
+}
+const known = new Set<string>(['--help', '-h', '--no-l4', '--duration', '--seconds', '--methods', '--prefix', '--out', '--from-json']);
+for (let i = 0; i < argv.length; i++) {
+  if (!known.has(argv[i])) die(`unknown argument ${argv[i]}`);
+  if (!['--help', '-h', '--no-l4'].includes(argv[i])) i++;
+}
+const labMethods = new Set<string>(METHODS);
+const seconds = Number(opt(['--duration', '--seconds'], '5'));
+if (!Number.isFinite(seconds) || seconds < 1 || seconds > 600 || !Number.isInteger(seconds)) die('--duration must be a whole number of seconds, 1..600');
+const specs: MethodSpec[] = argv.includes('--methods')
+  ? opt(['--methods'], '').split(',').filter(Boolean).map((m) => {
+      const s = SPECS.find((x) => x.method === m);
+      if (!s) die(`unknown method ${m} (the bench knows ${SPECS.map((x) => x.method).join(', ')})`);
+      if (!labMethods.has(m)) die(`the lab has no --method ${m} (host/lab/topology.ts METHODS: ${[...labMethods].join(', ')})`);
+      return s;
+    })
+  : SPECS.filter((s) => labMethods.has(s.method));
+if (specs.length === 0) die('no methods to run');
+const noL4 = argv.includes('--no-l4');
+const PREFIX = opt(['--prefix'], 'slbb-');
+const prefixErr = checkPrefix(PREFIX);
+if (prefixErr) die(prefixErr);
+const outFile = resolve(opt(['--out'], join(root, 'bench', 'RESULTS.md')));
+const TARGET = 0.3; // layer 4: the live mode's target against the kernel
+const CONNS = 32;
+const CLK_TCK = Number(run(['getconf', 'CLK_TCK']).stdout.trim()) || 100;
 
 function log(s: string) {
-  process.stderr.write(s + '\n');
+  process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${s}\n`);
 }
 
-export interface LabFigures {
-  method: LabMethod;
-  tcpGbps: number | null;
-  udpMbps: number | null;
-  udpLossPct: number | null;
-  smallUdpKpps: number | null;
-  smallUdpLossPct: number | null;
-  httpRps: number | null;
+interface Http {
+  rps: number | null;
+  requests: number | null;
   p50ms: number | null;
   p90ms: number | null;
   p99ms: number | null;
-  /** Bytes sessionlb counted towards the bulk VIP's backends during the TCP test / bytes iperf3 received (nat, dr): shows the traffic went through it. */
-  viaSessionlb: number | null;
-  /** CPU seconds (user + system) the sessionlb process used per 10,000 wrk requests. */
+  /** Balancer process CPU seconds (user + system) per 10,000 requests. */
   cpuPer10k: number | null;
   errors: string[];
 }
 
-/** utime + stime of a process in seconds (/proc/PID/stat, clock ticks of 1/100 s), or null. */
+export interface LabRow {
+  method: string;
+  label: string;
+  keepAlive: Http | null;
+  newConn: Http | null;
+  tcpGbps: number | null;
+  /** Balancer CPU seconds per GB received by iperf3 (TCP). */
+  tcpCpuPerGB: number | null;
+  udpMbps: number | null;
+  udpLossPct: number | null;
+  smallUdpKpps: number | null;
+  smallUdpLossPct: number | null;
+  /** Bytes the balancer's metrics counted towards the bulk VIP's backends during the TCP test / bytes iperf3 received. */
+  viaBalancer: number | null;
+  errors: string[];
+}
+
+/** utime + stime in seconds of a process (all its threads) and, recursively, its children; null when it is gone. */
 function cpuSeconds(pid: number): number | null {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / 100; // fields 14 and 15 of proc(5), counted from after the name
+    let t = (Number(f[11]) + Number(f[12])) / CLK_TCK; // fields 14 and 15 of proc(5), counted from after the name
+    let kids: string[] = [];
+    try {
+      kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
+    } catch {
+      /* no children file */
+    }
+    for (const c of kids) t += cpuSeconds(Number(c)) ?? 0;
+    return t;
   } catch {
     return null;
   }
 }
 
-/** Sum of sessionlb_backend_bytes_total for one VIP, read from the metrics endpoint inside the lb namespace. */
-function sessionlbBytes(lbNs: string, port: number, vip: string): number | null {
+/** Bytes the balancer counted towards the backends of one VIP (sessionlb's or the gateway's metrics, inside the lb namespace). */
+function balancerBytes(lbNs: string, port: number, vip: string): number | null {
   const r = nsRun(lbNs, ['curl', '-s', '-m', '2', `http://127.0.0.1:${port}/metrics`]);
   if (r.code !== 0) return null;
   let sum = 0;
-  for (const m of r.stdout.matchAll(/^sessionlb_backend_bytes_total\{vip="([^"]+)"[^}]*\} (\d+(?:\.\d+)?(?:e\+\d+)?)$/gm)) if (m[1] === vip) sum += Number(m[2]);
-  return sum;
+  let seen = false;
+  for (const m of r.stdout.matchAll(/^sessionlb_(?:gateway_)?backend_bytes_total\{([^}]*)\} (\S+)$/gm)) {
+    const labels = Object.fromEntries([...m[1].matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
+    if (labels.vip !== vip && !labels.vip?.startsWith(`${vip}:`)) continue;
+    if (labels.direction && labels.direction !== 'to_backend') continue;
+    sum += Number(m[2]);
+    seen = true;
+  }
+  return seen ? sum : null;
 }
 
 function iperf(ns: string, args: string[]): { json: any; err: string | null } {
@@ -87,122 +189,237 @@ function wrkPercentile(out: string, p: number): number | null {
   return m[2] === 'us' ? v / 1000 : m[2] === 's' ? v * 1000 : v;
 }
 
-function measure(method: LabMethod, client: string, lb: { ns: string; port: number; pid: number } | null): LabFigures {
-  const f: LabFigures = { method, tcpGbps: null, udpMbps: null, udpLossPct: null, smallUdpKpps: null, smallUdpLossPct: null, httpRps: null, p50ms: null, p90ms: null, p99ms: null, viaSessionlb: null, cpuPer10k: null, errors: [] };
-  log(`  ${method}: iperf3 TCP`);
-  const b0 = lb ? sessionlbBytes(lb.ns, lb.port, VIP_BULK) : null;
+/** One wrk run from namespace ns to the service VIP; the balancer's CPU sampled just before and after. */
+function wrk(ns: string, durationS: number, close: boolean, pid: number | null): Http {
+  const h: Http = { rps: null, requests: null, p50ms: null, p90ms: null, p99ms: null, cpuPer10k: null, errors: [] };
+  const c0 = pid ? cpuSeconds(pid) : null;
+  const w = nsRun(ns, ['timeout', String(durationS + 15), 'wrk', '-t', '1', '-c', String(CONNS), '-d', `${durationS}s`, '--timeout', '2s', '--latency', ...(close ? ['-H', 'Connection: close'] : []), `http://${VIP}:${HTTP_PORT}/`], { timeoutMs: (durationS + 20) * 1000 });
+  const c1 = pid ? cpuSeconds(pid) : null;
+  const rps = w.stdout.match(/Requests\/sec:\s+([\d.]+)/);
+  const total = w.stdout.match(/(\d+) requests in/);
+  if (!rps || !total) {
+    h.errors.push(`wrk: exit ${w.code} ${(w.stderr || w.stdout).trim().slice(0, 200)}`);
+    return h;
+  }
+  h.rps = Number(rps[1]);
+  h.requests = Number(total[1]);
+  h.p50ms = wrkPercentile(w.stdout, 50);
+  h.p90ms = wrkPercentile(w.stdout, 90);
+  h.p99ms = wrkPercentile(w.stdout, 99);
+  if (c0 !== null && c1 !== null && h.requests > 0) h.cpuPer10k = ((c1 - c0) / h.requests) * 1e4;
+  else if (pid) h.errors.push(`balancer pid ${pid} gone during wrk`);
+  const sock = w.stdout.match(/Socket errors:.*$/m);
+  if (sock) h.errors.push(`wrk: ${sock[0]}`);
+  const non2xx = w.stdout.match(/Non-2xx or 3xx responses:\s+(\d+)/);
+  if (non2xx) h.errors.push(`wrk: ${non2xx[0]}`);
+  return h;
+}
+
+const fmt = (x: number | null | undefined, d = 2) => (x === null || x === undefined || !Number.isFinite(x) ? 'n/a' : x.toFixed(d));
+
+function showHttp(h: Http): string {
+  return `${fmt(h.rps, 0)} req/s, p50 ${fmt(h.p50ms, 3)} ms, p99 ${fmt(h.p99ms, 3)} ms, balancer CPU ${h.cpuPer10k === null ? '-' : `${fmt(h.cpuPer10k, 3)} s/10k`}${h.errors.length ? `; ${h.errors.join('; ')}` : ''}`;
+}
+
+function measure(spec: MethodSpec, st: LabState, step: (s: string) => void): LabRow {
+  const row: LabRow = { method: spec.method, label: spec.label, keepAlive: null, newConn: null, tcpGbps: null, tcpCpuPerGB: null, udpMbps: null, udpLossPct: null, smallUdpKpps: null, smallUdpLossPct: null, viaBalancer: null, errors: [] };
+  const client = st.topology.clients[0].ns;
+  const lb = spec.balancer === 'process' ? st.sessionlb : null;
+  if (spec.balancer === 'process' && !lb) row.errors.push('lab up started no balancer process (state.sessionlb is null): no CPU figures');
+  const pid = lb?.pid ?? null;
+  // Warm-up (not counted): JIT, ARP/neighbour entries, nginx workers, the balancer's tables.
+  const warm = Math.min(2, seconds);
+  step(`warm-up, wrk keep-alive ${warm} s`);
+  wrk(client, warm, false, null);
+  step(`wrk -c${CONNS} keep-alive ${seconds} s`);
+  row.keepAlive = wrk(client, seconds, false, pid);
+  step(`  ${showHttp(row.keepAlive)}`);
+  step(`wrk -c${CONNS} Connection: close ${seconds} s`);
+  row.newConn = wrk(client, seconds, true, pid);
+  step(`  ${showHttp(row.newConn)}`);
+  if (noL4 || spec.bulk === 'none') return row;
+  step(`iperf3 TCP ${seconds} s`);
+  const b0 = lb ? balancerBytes(lb.ns, lb.metricsPort, VIP_BULK) : null;
+  const cpu0 = pid ? cpuSeconds(pid) : null;
   const tcp = iperf(client, []);
-  const b1 = lb ? sessionlbBytes(lb.ns, lb.port, VIP_BULK) : null;
+  const cpu1 = pid ? cpuSeconds(pid) : null;
+  const b1 = lb ? balancerBytes(lb.ns, lb.metricsPort, VIP_BULK) : null;
   if (tcp.json) {
-    f.tcpGbps = tcp.json.end.sum_received.bits_per_second / 1e9;
-    if (b0 !== null && b1 !== null) f.viaSessionlb = (b1 - b0) / tcp.json.end.sum_received.bytes;
-  } else f.errors.push(tcp.err!);
-  log(`  ${method}: iperf3 UDP 1400 B`);
+    const bytes = tcp.json.end.sum_received.bytes as number;
+    row.tcpGbps = tcp.json.end.sum_received.bits_per_second / 1e9;
+    if (b0 !== null && b1 !== null && bytes > 0) row.viaBalancer = (b1 - b0) / bytes;
+    if (cpu0 !== null && cpu1 !== null && bytes > 0) row.tcpCpuPerGB = (cpu1 - cpu0) / (bytes / 1e9);
+    step(`  ${fmt(row.tcpGbps, 3)} Gbit/s`);
+  } else row.errors.push(tcp.err!);
+  if (spec.bulk !== 'tcp+udp') return row;
+  step(`iperf3 UDP 1400 B ${seconds} s`);
   const udp = iperf(client, ['-u', '-b', '0', '-l', '1400']);
   if (udp.json) {
     const s = udp.json.end.sum_received ?? udp.json.end.sum;
-    f.udpMbps = s.bits_per_second / 1e6;
-    f.udpLossPct = s.lost_percent;
-  } else f.errors.push(udp.err!);
-  log(`  ${method}: iperf3 UDP 64 B`);
+    row.udpMbps = s.bits_per_second / 1e6;
+    row.udpLossPct = s.lost_percent;
+    step(`  ${fmt(row.udpMbps, 1)} Mbit/s, loss ${fmt(row.udpLossPct, 1)} %`);
+  } else row.errors.push(udp.err!);
+  step(`iperf3 UDP 64 B ${seconds} s`);
   const small = iperf(client, ['-u', '-b', '0', '-l', '64']);
   if (small.json) {
     const s = small.json.end.sum_received ?? small.json.end.sum;
-    f.smallUdpKpps = (s.packets - s.lost_packets) / s.seconds / 1e3;
-    f.smallUdpLossPct = s.lost_percent;
-  } else f.errors.push(small.err!);
-  log(`  ${method}: wrk`);
-  const c0 = lb ? cpuSeconds(lb.pid) : null;
-  const w = nsRun(client, ['timeout', String(seconds + 15), 'wrk', '-t', '1', '-c', '32', '-d', `${seconds}s`, '--latency', `http://${VIP}/`], { timeoutMs: (seconds + 20) * 1000 });
-  const rps = w.stdout.match(/Requests\/sec:\s+([\d.]+)/);
-  if (rps) {
-    f.httpRps = Number(rps[1]);
-    f.p50ms = wrkPercentile(w.stdout, 50);
-    f.p90ms = wrkPercentile(w.stdout, 90);
-    f.p99ms = wrkPercentile(w.stdout, 99);
-    const total = w.stdout.match(/(\d+) requests in/);
-    const c1 = lb ? cpuSeconds(lb.pid) : null;
-    if (total && c0 !== null && c1 !== null) f.cpuPer10k = ((c1 - c0) / Number(total[1])) * 1e4;
-    const sock = w.stdout.match(/Socket errors:.*$/m);
-    if (sock) f.errors.push(`wrk: ${sock[0]}`);
-    const non2xx = w.stdout.match(/Non-2xx or 3xx responses:\s+(\d+)/);
-    if (non2xx) f.errors.push(`wrk: ${non2xx[0]}`);
-  } else f.errors.push(`wrk: exit ${w.code} ${w.stderr.trim().slice(0, 200)}`);
-  return f;
+    row.smallUdpKpps = (s.packets - s.lost_packets) / s.seconds / 1e3;
+    row.smallUdpLossPct = s.lost_percent;
+    step(`  ${fmt(row.smallUdpKpps, 1)} kpps received, loss ${fmt(row.smallUdpLossPct, 1)} %`);
+  } else row.errors.push(small.err!);
+  return row;
 }
 
-function machine(): string {
+const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+
+function machine(): string[] {
   const c = cpus();
-  const ver = (argv0: string[], re = /./) => (run(argv0).stdout + run(argv0).stderr).split('\n').find((l) => re.test(l))?.trim() ?? '?';
+  const ver = (args: string[], re: RegExp) => {
+    const r = run(args);
+    return (r.stdout + r.stderr).split('\n').find((l) => re.test(l))?.trim() ?? `${args[0]} ?`;
+  };
   return [
-    `- date: ${new Date().toISOString()}`,
     `- CPU: ${c[0]?.model ?? 'unknown'}, ${c.length} cores; memory ${(totalmem() / 2 ** 30).toFixed(1)} GiB; kernel ${release()}`,
-    `- Node ${process.version}; ${ver(['iperf3', '--version'], /iperf/)}; ${ver(['wrk', '--version'], /wrk/)}; ${ver(['nft', '--version'], /nftables/)}; ${ver(['nginx', '-v'], /nginx/)}`,
-    `- load average when starting: ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`,
-  ].join('\n');
+    `- Node ${process.version}; ${ver(['wrk', '--version'], /wrk/)}; ${ver(['iperf3', '--version'], /iperf/)}; ${ver(['nft', '--version'], /nftables/)}; ${ver(['nginx', '-v'], /nginx/)}`,
+  ];
 }
 
-const fmt = (x: number | null, d = 2) => (x === null || !Number.isFinite(x) ? 'n/a' : x.toFixed(d));
-
-function ratio(a: number | null, b: number | null, lowerIsBetter = false): string {
-  if (a === null || b === null || a === 0 || b === 0) return 'n/a';
+/** a/b, or b/a when lower is better: above 1 means the row does better than the reference. */
+function ratio(a: number | null | undefined, b: number | null | undefined, lowerIsBetter = false, target?: number): string {
+  if (a == null || b == null || !(a > 0) || !(b > 0)) return 'n/a';
   const r = lowerIsBetter ? b / a : a / b;
-  return `${r.toFixed(2)}x${r >= TARGET ? '' : ' (below 0.3x)'}`;
+  return `${r.toFixed(2)}x${target !== undefined && r < target ? ` (below ${target}x)` : ''}`;
 }
 
-function section(results: LabFigures[], machineText: string): string {
-  const k = results.find((r) => r.method === 'kernel') ?? null;
-  const L: string[] = ['<!-- lab:begin -->', '## Live: the lab, kernel nftables vs sessionlb', ''];
-  L.push(`Produced by \`npm run bench:lab\` (bench/lab.ts): one fresh lab per method (\`sessionlb lab up --method M\`, docs/lab.md), client slb-c1 through router slb-rtr to the VIPs, ${seconds} s per figure. kernel = the lb namespace's kernel doing nftables DNAT the kube-proxy way (numgen random / jhash into per-backend DNAT chains, conntrack); nat, dr = sessionlb on two TAP devices with the live section's defaults (offload on: TCP super-frames up to 64 KiB cross the TAPs whole); splice = the HTTP VIP spliced by the engine (docs/splice.md; offload off, as splicing needs), so its HTTP and latency columns measure splicing while its iperf3 columns are the bulk VIP, which stays NAT. Target: sessionlb at least ${TARGET}x the kernel.`, '');
-  L.push(machineText, '');
-  L.push('| method | iperf3 TCP Gbit/s | iperf3 UDP 1400 B Mbit/s (loss %) | UDP 64 B kpps received (loss %) | HTTP req/s (wrk 32 conn) | p50 ms | p90 ms | p99 ms | sessionlb CPU s / 10k req |');
-  L.push('|---|---|---|---|---|---|---|---|---|');
-  for (const r of results) {
-    L.push(`| ${r.method} | ${fmt(r.tcpGbps, 3)} | ${fmt(r.udpMbps, 1)} (${fmt(r.udpLossPct, 1)}) | ${fmt(r.smallUdpKpps, 1)} (${fmt(r.smallUdpLossPct, 1)}) | ${fmt(r.httpRps, 0)} | ${fmt(r.p50ms, 3)} | ${fmt(r.p90ms, 3)} | ${fmt(r.p99ms, 3)} | ${r.method === 'kernel' ? '-' : fmt(r.cpuPer10k, 3)} |`);
+interface RunInfo {
+  seconds: number;
+  machine: string[];
+  started: string;
+  ended: string;
+  loadStart: string;
+  loadEnd: string;
+}
+
+function section(rows: LabRow[], info: RunInfo): string {
+  const seconds = info.seconds;
+  const L: string[] = ['<!-- lab:begin -->', `## Live: the lab, application level (${rows.map((r) => r.method).join(', ')})`, ''];
+  L.push(
+    `Produced by \`npm run bench:lab\` (bench/lab.ts; \`-- --help\` for its options), ${seconds} s per figure, methods ${rows.map((r) => r.method).join(', ')}: one fresh lab per method (\`sessionlb lab up --method M\`, docs/lab.md), same topology, client c1 through the router to the service VIP ${VIP}:${HTTP_PORT} (three nginx backends). Before each method's first figure a ${Math.min(2, seconds)} s keep-alive wrk run warms it up (not counted). The rows:`,
+    '',
+    ...rows.map((r) => `- ${r.label} (\`--method ${r.method}\`): ${SPECS.find((s) => s.method === r.method)!.what}.`),
+    '',
+    `- run: ${info.started} to ${info.ended}`,
+    ...info.machine,
+    `- load average at the start: ${info.loadStart}; at the end: ${info.loadEnd} (2 shared cores: wrk, the balancer and nginx compete for them)`,
+    '',
+  );
+  L.push(`HTTP, wrk -t1 -c${CONNS} -d${seconds}s: keep-alive, and a new TCP connection per request (\`-H 'Connection: close'\`). CPU = the balancer process's user + system seconds per 10,000 requests.`, '');
+  L.push('| method | keep-alive req/s | p50 ms | p99 ms | CPU s / 10k req | new conn req/s | p50 ms | p99 ms | CPU s / 10k req |');
+  L.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  const cpu = (r: LabRow, h: Http | null) => (r.method === 'kernel' ? '-' : fmt(h?.cpuPer10k, 3));
+  for (const r of rows) {
+    const k = r.keepAlive;
+    const n = r.newConn;
+    L.push(`| ${r.label} | ${fmt(k?.rps, 0)} | ${fmt(k?.p50ms, 3)} | ${fmt(k?.p99ms, 3)} | ${cpu(r, k)} | ${fmt(n?.rps, 0)} | ${fmt(n?.p50ms, 3)} | ${fmt(n?.p99ms, 3)} | ${cpu(r, n)} |`);
   }
-  if (k) {
-    L.push('', '| ratio to kernel | TCP | UDP 1400 B | UDP 64 B pps | HTTP req/s | p99 latency (kernel/sessionlb) |', '|---|---|---|---|---|---|');
-    for (const r of results.filter((x) => x.method !== 'kernel')) {
-      L.push(`| ${r.method} | ${ratio(r.tcpGbps, k.tcpGbps)} | ${ratio(r.udpMbps, k.udpMbps)} | ${ratio(r.smallUdpKpps, k.smallUdpKpps)} | ${ratio(r.httpRps, k.httpRps)} | ${ratio(r.p99ms, k.p99ms, true)} |`);
+  const kernel = rows.find((r) => r.method === 'kernel');
+  const nat = rows.find((r) => r.method === 'nat');
+  if (kernel || nat) {
+    const both = (f: (r: LabRow) => number | null | undefined, lower = false) => (r: LabRow) =>
+      [nat, kernel].filter((x): x is LabRow => !!x).map((ref) => ratio(f(r), f(ref), lower)).join(' / ');
+    const natOnly = (f: (r: LabRow) => number | null | undefined) => (r: LabRow) => (!nat || r.method === 'kernel' ? '-' : ratio(f(r), f(nat), true));
+    const vs = [nat && 'NAT', kernel && 'kernel'].filter(Boolean).join(' / ');
+    L.push('', `Ratios, each cell vs ${vs} (above 1x: better than the reference; for p99 and CPU the reference divided by the row; CPU only between processes, so vs NAT):`, '');
+    L.push('| method | keep-alive req/s | new conn req/s | keep-alive p99 | new conn p99 | CPU / 10k keep-alive | CPU / 10k new conn |');
+    L.push('|---|---:|---:|---:|---:|---:|---:|');
+    const cols = [
+      both((r) => r.keepAlive?.rps), both((r) => r.newConn?.rps),
+      both((r) => r.keepAlive?.p99ms, true), both((r) => r.newConn?.p99ms, true),
+      natOnly((r) => r.keepAlive?.cpuPer10k), natOnly((r) => r.newConn?.cpuPer10k),
+    ];
+    for (const r of rows) L.push(`| ${r.label} | ${cols.map((c) => c(r)).join(' | ')} |`);
+  }
+  const l4 = rows.filter((r) => r.tcpGbps !== null || r.udpMbps !== null || r.smallUdpKpps !== null);
+  if (l4.length) {
+    L.push('', `Layer 4 on the bulk VIP ${VIP_BULK}:${IPERF_PORT}, iperf3 from c1, ${seconds} s each: one TCP stream (receiver's rate; balancer CPU seconds per GB received), 1400-byte and 64-byte UDP datagrams at unlimited rate (what reached the server; loss is the sender's excess over what the path carried). Methods whose bulk VIP is plain NAT again (splice, handoff) are not repeated here; the gateway proxies TCP only.`, '');
+    L.push('| method | iperf3 TCP Gbit/s | CPU s / GB | iperf3 UDP 1400 B Mbit/s (loss %) | UDP 64 B kpps received (loss %) |');
+    L.push('|---|---:|---:|---:|---:|');
+    const udp = (v: number | null, loss: number | null, d: number) => (v === null ? '-' : `${fmt(v, d)} (${fmt(loss, 1)})`);
+    for (const r of l4) L.push(`| ${r.label} | ${fmt(r.tcpGbps, 3)} | ${r.method === 'kernel' ? '-' : fmt(r.tcpCpuPerGB, 2)} | ${udp(r.udpMbps, r.udpLossPct, 1)} | ${udp(r.smallUdpKpps, r.smallUdpLossPct, 1)} |`);
+    if (kernel && l4.includes(kernel)) {
+      L.push('', `| layer 4, ratio to kernel (target ${TARGET}x) | TCP | UDP 1400 B | UDP 64 B pps |`, '|---|---:|---:|---:|');
+      for (const r of l4.filter((x) => x !== kernel)) L.push(`| ${r.label} | ${ratio(r.tcpGbps, kernel.tcpGbps, false, TARGET)} | ${r.udpMbps === null ? '-' : ratio(r.udpMbps, kernel.udpMbps, false, TARGET)} | ${r.smallUdpKpps === null ? '-' : ratio(r.smallUdpKpps, kernel.smallUdpKpps, false, TARGET)} |`);
     }
+    const via = l4.filter((r) => r.viaBalancer !== null).map((r) => `${r.method} ${r.viaBalancer!.toFixed(2)}`);
+    if (via.length) L.push('', `Through the balancer: bytes its metrics counted towards the bulk VIP's backends during the TCP test, divided by the bytes iperf3 received (sessionlb counts frames, headers included, so a little above 1; the gateway counts payload): ${via.join(', ')}.`);
   }
-  const via = results.filter((r) => r.viaSessionlb !== null).map((r) => `${r.method} ${r.viaSessionlb!.toFixed(2)}`);
-  if (via.length) L.push('', `Through sessionlb: bytes its metrics counted towards the bulk VIP's backends during the TCP test, divided by the bytes iperf3 received (headers included, so a little above 1): ${via.join(', ')}.`);
-  const errs = results.flatMap((r) => r.errors.map((e) => `- ${r.method}: ${e}`));
+  const errs = rows.flatMap((r) => [...r.errors, ...(r.keepAlive?.errors.map((e) => `keep-alive ${e}`) ?? []), ...(r.newConn?.errors.map((e) => `new conn ${e}`) ?? [])].map((e) => `- ${r.method}: ${e}`));
   if (errs.length) L.push('', 'Errors during the run:', '', ...errs);
-  L.push('', 'sessionlb CPU: user + system seconds of the sessionlb process (/proc) during the wrk run, per 10,000 requests; it excludes the kernel work its TAP reads and writes cause elsewhere (bridge, veth, the peers\' stacks). The kernel method has no process to measure.');
-  L.push('', 'UDP at unlimited rate measures what reaches the server; loss is the sender\'s excess over what the path carried.');
+  L.push('', "Balancer CPU: utime + stime of the balancer process and its children (/proc/PID/stat) read just before and just after each wrk run, divided by wrk's request count. It leaves out the kernel work the balancer causes elsewhere (TAP reads and writes land in the bridge, veth and the peers' stacks; the gateway's sockets cost softirq time in the lb namespace), and the kernel method has no process at all (\"-\"): compare the CPU column between the sessionlb methods and the gateway, and the requests/s and latency columns with the kernel.");
   L.push('<!-- lab:end -->', '');
   return L.join('\n');
 }
 
+let current: string | null = null;
+async function cleanupAndExit(sig: string) {
+  process.stderr.write(`\nbench:lab: ${sig}, taking the lab down (prefix ${PREFIX})\n`);
+  await labDown({ prefix: PREFIX }).catch(() => {});
+  process.exit(130);
+}
+
 async function main() {
+  if (argv.includes('--from-json')) {
+    const { rows, ...info } = JSON.parse(readFileSync(opt(['--from-json'], ''), 'utf8')) as RunInfo & { rows: LabRow[] };
+    writeSection(section(rows, info));
+    log(`wrote ${outFile}`);
+    return;
+  }
+  process.on('SIGINT', () => void cleanupAndExit('SIGINT'));
+  process.on('SIGTERM', () => void cleanupAndExit('SIGTERM'));
+  const loadStart = loadavg();
+  const started = new Date().toISOString();
   const machineText = machine();
-  const results: LabFigures[] = [];
-  for (const m of methods) {
-    log(`lab up --method ${m}`);
+  log(`bench:lab: ${specs.map((s) => s.method).join(', ')}; ${seconds} s per figure; prefix ${PREFIX}; load ${loadStart}`);
+  const rows: LabRow[] = [];
+  for (const [i, spec] of specs.entries()) {
+    current = spec.method;
+    const tag = `[${i + 1}/${specs.length}] ${spec.method}`;
+    const step = (s: string) => log(`${tag}: ${s}`);
+    step('lab up');
     await labDown({ prefix: PREFIX });
     try {
-      const st = await labUp({ method: m, prefix: PREFIX });
-      results.push(measure(m, st.topology.clients[0].ns, st.sessionlb ? { ns: st.sessionlb.ns, port: st.sessionlb.metricsPort, pid: st.sessionlb.pid } : null));
+      const st = await labUp({ method: spec.method as LabMethod, prefix: PREFIX, log: (m) => step(`  lab: ${m}`) });
+      if (spec.balancer === 'process') step(`balancer pid ${st.sessionlb?.pid ?? '?'} (${st.sessionlb?.config ?? 'no config'})`);
+      rows.push(measure(spec, st, step));
     } catch (e) {
-      results.push({ method: m, tcpGbps: null, udpMbps: null, udpLossPct: null, smallUdpKpps: null, smallUdpLossPct: null, httpRps: null, p50ms: null, p90ms: null, p99ms: null, viaSessionlb: null, cpuPer10k: null, errors: [`lab up failed: ${(e as Error).message.split('\n')[0]}`] });
+      const msg = `lab up or measurement failed: ${(e as Error).message.split('\n')[0]}`;
+      step(msg);
+      rows.push({ method: spec.method, label: spec.label, keepAlive: null, newConn: null, tcpGbps: null, tcpCpuPerGB: null, udpMbps: null, udpLossPct: null, smallUdpKpps: null, smallUdpLossPct: null, viaBalancer: null, errors: [msg] });
     } finally {
+      step('lab down');
       await labDown({ prefix: PREFIX });
     }
-    log(`  ${JSON.stringify(results[results.length - 1])}`);
   }
+  current = null;
+  const loadEnd = loadavg();
+  const ended = new Date().toISOString();
   mkdirSync(join(root, 'bench', 'out'), { recursive: true });
-  writeFileSync(join(root, 'bench', 'out', 'lab.json'), JSON.stringify({ seconds, results }, null, 2) + '\n');
-  const text = section(results, machineText);
+  const info: RunInfo = { seconds, machine: machineText, started, ended, loadStart, loadEnd };
+  writeFileSync(join(root, 'bench', 'out', 'lab.json'), JSON.stringify({ ...info, rows }, null, 2) + '\n');
+  writeSection(section(rows, info));
+  log(`wrote ${outFile} and bench/out/lab.json; load ${loadEnd}`);
+}
+
+function writeSection(text: string) {
   const old = existsSync(outFile) ? readFileSync(outFile, 'utf8') : '# Benchmark results\n';
   const re = /<!-- lab:begin -->[\s\S]*<!-- lab:end -->\n?/;
   writeFileSync(outFile, re.test(old) ? old.replace(re, text) : `${old.replace(/\n*$/, '\n\n')}${text}`);
-  log(`wrote ${outFile}`);
   process.stdout.write(text);
 }
 
-main().catch((e) => {
-  process.stderr.write(`${(e as Error).stack}\n`);
+main().catch(async (e) => {
+  process.stderr.write(`bench:lab${current ? ` (${current})` : ''}: ${(e as Error).stack}\n`);
+  await labDown({ prefix: PREFIX }).catch(() => {});
   process.exit(1);
 });
