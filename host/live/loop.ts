@@ -30,7 +30,7 @@ import { buildTooBig } from './icmp.js';
 import { RateLimiter, refuse } from './admission.js';
 import { createLogger, type Logger } from './log.js';
 import { L2Responder, buildAnnouncement } from './l2.js';
-import { Histogram, RateMeter, parseMetricsConfig, type LiveSnapshot, type MetricsConfig } from './metrics.js';
+import { Histogram, RateMeter, isSpliceMethod, parseMetricsConfig, type LiveSnapshot, type MetricsConfig } from './metrics.js';
 import { ABI_VERSION } from '../wasm.js';
 import {
   HealthChecker, parseHealthCheck, resolveCheckPort, effectiveState, DEFAULT_HEALTH_CHECK,
@@ -753,6 +753,7 @@ export class LiveBalancer {
         name: i.tap.name, role: i.cfg.role, rxPackets: i.rxFrames, rxBytes: i.rxBytes, rxErrors: 0,
         txPackets: i.txFrames, txBytes: i.txBytes, txErrors: i.txErrors,
       })),
+      ...(this.config.vips.some((v) => isSpliceMethod(v.method)) ? { splice: this.spliceStats() } : {}),
     };
   }
 

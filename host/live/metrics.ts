@@ -44,6 +44,11 @@
 //   rx_packets_per_second, tx_packets_per_second, rx_bytes_per_second, tx_bytes_per_second gauges,
 //   rate_interval_seconds gauge
 //   interface_{rx,tx}_{packets,bytes,errors,dropped}_total{interface,role} counters (dropped when given)
+//   When a VIP splices (method splice or handoff; snapshot.splice given, docs/splice.md "Metrics"):
+//   splice_connections gauge (entries in use), splice_capacity gauge (table size),
+//   splice_events_total{event} counter, one event per statistic name in snapshot.splice other than
+//   connections and capacity, read at render time ('cookies-sent', 'spliced', 'closed', ...;
+//   names the engine adds later appear without a change here)
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
 import { ConfigError, type BackendState } from '../ctl/config.js';
@@ -125,7 +130,17 @@ export interface LiveSnapshot {
   batchSizes: HistogramSnapshot;
   rates: RateSnapshot;
   interfaces: InterfaceSnapshot[];
+  /** TCP splicing's statistics (LiveBalancer.spliceStats(): `connections` and `capacity` are gauges,
+   * every other name is a cumulative event count); absent when no VIP splices. */
+  splice?: Record<string, Num>;
 }
+
+/** Methods whose connections go through the splice engine (docs/splice.md). */
+export const SPLICE_METHODS: readonly string[] = ['splice', 'handoff'];
+export const isSpliceMethod = (method: string): boolean => SPLICE_METHODS.includes(method);
+
+/** Names in the splice statistics record that are gauges, not event counts. */
+const SPLICE_GAUGES = new Set(['connections', 'capacity']);
 
 // --- Text format ---------------------------------------------------------------------------------
 
@@ -264,6 +279,15 @@ export function renderMetrics(s: LiveSnapshot): string {
   x.family('interface_tx_bytes_total', 'counter', 'Bytes written to the interface.', perIf((i) => i.txBytes));
   x.family('interface_tx_errors_total', 'counter', 'Write errors on the interface.', perIf((i) => i.txErrors));
   x.family('interface_tx_dropped_total', 'counter', 'Frames that could not be written (device busy).', perIf((i) => i.txDropped));
+
+  if (s.splice) {
+    const sp = s.splice;
+    const one = (v: Num | undefined): Sample[] => (v === undefined ? [] : [{ value: v }]);
+    x.family('splice_connections', 'gauge', 'Splice table entries in use (connections being bound or spliced).', one(sp.connections));
+    x.family('splice_capacity', 'gauge', 'Splice table size (the most connections that can be spliced at once).', one(sp.capacity));
+    x.family('splice_events_total', 'counter', 'TCP splicing statistics by event (docs/abi.md "TCP splicing", docs/splice.md).',
+      Object.entries(sp).filter(([k]) => !SPLICE_GAUGES.has(k)).map(([event, v]) => ({ labels: { event }, value: v })));
+  }
   return x.text();
 }
 
