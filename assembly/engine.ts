@@ -40,7 +40,7 @@ import { copy16 } from './mem';
 import { inspectControl } from './session/inspect';
 import { natPacket, natServerFinish } from './session/rtspnat';
 import { touchSession, hasCapacity, affinityLookup, sessionBackend } from './session/table';
-import { spliceVips, M_SPLICE } from './lb/config';
+import { spliceVips, M_SPLICE, M_HANDOFF } from './lb/config';
 import { spliceInput, spliceLocal, spliceTransparent, spliceClaims } from './splice/splice';
 
 export const VERDICT_DROP: u8 = 0;
@@ -171,7 +171,7 @@ function processOne(d: usize, preHash: u32): void {
   const srcHi = load<u64>(k), srcLo = load<u64>(k, 8);
   // TCP splicing (splice/splice.ts): segments to a splice VIP, and backend segments to our source address.
   if (spliceVips && pProto == IPPROTO_TCP && pHasL4 &&
-    (vip >= 0 ? <u32>load<u8>(vipPtr(<u32>vip) + V_METHOD) == M_SPLICE
+    (vip >= 0 ? (<u32>load<u8>(vipPtr(<u32>vip) + V_METHOD) == M_SPLICE || <u32>load<u8>(vipPtr(<u32>vip) + V_METHOD) == M_HANDOFF)
       : pAddrLen == 4 && ((spliceLocal != 0 && load<u32>(pDst) == spliceLocal) ||
         (spliceTransparent != 0 && pL4 + 20 <= caplen && spliceClaims(data))))) {
     return spliceInput(d, data, caplen, vip, now, load<u32>(d, 20));

@@ -108,12 +108,13 @@ export function rtsp_parse_addr(ptr: usize, len: u32, outPtr: usize): u32 { retu
 
 // TCP splicing (assembly/splice/, docs/splice.md)
 import {
-  spliceReset, configSplice, configSpliceRule, spliceTick, spliceOutReset, outCount as spliceOutCount, spliceLive,
+  spliceReset, configSplice, configSpliceRule, spliceTick, spliceHandoffDone, spliceOutReset, outCount as spliceOutCount, spliceLive,
 } from './splice/splice';
 import { spliceOutPtr, spliceEntriesPtr, spliceCap, spliceStatsPtr, SPLICE_OUT_SLOT, SPLICE_ENTRY } from './layout';
 export function config_splice(mss: u32): u32 { return configSplice(mss); }
 export function config_splice_rule(i: u32, vip: u32, backend: u32, len: u32): u32 { return configSpliceRule(i, vip, backend, len); }
 export function splice_tick(nowMs: u32): u32 { return spliceTick(nowMs); }
+export function splice_handoff_done(id: u32, status: u32, nowMs: u32): u32 { return spliceHandoffDone(id, status, nowMs); }
 export function splice_out_ptr(): usize { return spliceOutPtr; }
 export function splice_out_count(): u32 { return spliceOutCount; }
 export function splice_out_slot(): u32 { return SPLICE_OUT_SLOT; }

@@ -106,7 +106,7 @@ export let spliceBufsPtr: usize = 0;
 export let spliceOutPtr: usize = 0;
 export let spliceTmpPtr: usize = 0; // 128 bytes: a frame under construction
 export let spliceRulesPtr: usize = 0;
-export let spliceStatsPtr: usize = 0; // u64[16]
+export let spliceStatsPtr: usize = 0; // u64[24]
 
 @inline function align(p: usize, a: usize): usize {
   return (p + a - 1) & ~(a - 1);
@@ -184,7 +184,7 @@ export function layout(
   // Splicing comes last, so the regions above keep their addresses (conformance vectors name them).
   const scap = pow2ceil(min<u32>(32768, max<u32>(256, flowCapacity >> 2)));
   const sbufs = max<u32>(64, scap >> 4);
-  spliceStatsPtr = carve(16 * 8, 64);
+  spliceStatsPtr = carve(24 * 8, 64);
   spliceTmpPtr = carve(128, 64);
   spliceRulesPtr = carve(SPLICE_RULES * SPLICE_RULE_SIZE, 64);
   spliceIndexPtr = carve(<usize>scap * 8, 64);

@@ -96,11 +96,15 @@ export interface SpliceExports {
   splice_count(): number;
   splice_stats_ptr(): number;
   splice_seq(op: number, a: number, b: number): number;
+  splice_handoff_done(id: number, status: number, nowMs: number): number;
 }
 
-/** One frame of the splice output queue: towards a backend (side 1) or the client side (side 2). */
+/**
+ * One record of the splice output queue: a frame towards a backend (side 1) or the client side
+ * (side 2), or a HANDOFF message for a backend's agent (side 3, docs/handoff.md).
+ */
 export interface SpliceFrame {
-  side: 'backend' | 'client';
+  side: 'backend' | 'client' | 'handoff';
   backendIndex: number;
   frame: Uint8Array;
 }
@@ -224,7 +228,7 @@ export class Engine {
    */
   private configureSplice(): void {
     const sx = this.ex as unknown as SpliceExports;
-    const vips = this.config.vips.map((v, i) => ({ v, i })).filter(({ v }) => v.method === 'splice' && v.splice);
+    const vips = this.config.vips.map((v, i) => ({ v, i })).filter(({ v }) => (v.method === 'splice' || v.method === 'handoff') && v.splice);
     if (!vips.length || typeof sx.config_splice !== 'function') return;
     const scratch = this.ex.scratch_ptr();
     const first = vips.find(({ v }) => v.splice!.source) ?? vips[0];
@@ -393,7 +397,19 @@ export class Engine {
     for (let i = 0; i < n; i++) {
       const r = base + i * slot;
       const off = this.dv.getUint32(r + 4, true), len = this.dv.getUint32(r + 8, true);
-      out.push({ side: this.mem[r] === 1 ? 'backend' : 'client', backendIndex: this.dv.getUint16(r + 2, true), frame: this.mem.slice(r + off, r + off + len) });
+      const side = this.mem[r];
+      if (side === 3) {
+        // A HANDOFF message (docs/handoff.md): its 52-byte header here, the held request bytes at the
+        // record's pointer (+12), n of them (header bytes 14..15, big-endian).
+        const n = (this.mem[r + off + 14] << 8) | this.mem[r + off + 15];
+        const ptr = this.dv.getUint32(r + 12, true);
+        const msg = new Uint8Array(len + n);
+        msg.set(this.mem.subarray(r + off, r + off + len), 0);
+        msg.set(this.mem.subarray(ptr, ptr + n), len);
+        out.push({ side: 'handoff', backendIndex: this.dv.getUint16(r + 2, true), frame: msg });
+        continue;
+      }
+      out.push({ side: side === 1 ? 'backend' : 'client', backendIndex: this.dv.getUint16(r + 2, true), frame: this.mem.slice(r + off, r + off + len) });
     }
     sx.splice_out_reset();
     return out;

@@ -645,7 +645,7 @@ describe('splice: content-based backend choice', () => {
     expect(r.reason).toBe('splice');
     expect(h.out.length).toBe(1);
     expect(parseTcp(h.out[0].frame)).toMatchObject({ src: '10.2.0.1', dst: BACKENDS[1], seq: u32(syn.seq + 1), ack: 71 });
-    expect(() => parseConfig({ vips: [{ address: VIP, method: 'nat', splice: {}, backends: [{ id: 'a', address: BACKENDS[0] }] }] })).toThrow(/only for method "splice"/);
+    expect(() => parseConfig({ vips: [{ address: VIP, method: 'nat', splice: {}, backends: [{ id: 'a', address: BACKENDS[0] }] }] })).toThrow(/only for methods "splice" and "handoff"/);
     expect(() => parseConfig({ vips: [{ address: VIP, method: 'splice', splice: { rules: [{ prefix: '/x', backend: 'zz' }] }, backends: [{ id: 'a', address: BACKENDS[0] }] }] })).toThrow(/not a backend/);
     expect(() => parseConfig({ vips: [{ address: 'fd00::1', method: 'splice', backends: [{ id: 'a', address: 'fd00::2' }] }] })).toThrow(/IPv4/);
   });

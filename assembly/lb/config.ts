@@ -36,6 +36,7 @@ export const M_IPIP: u32 = 2;
 export const M_GRE: u32 = 3;
 export const M_GUE: u32 = 4;
 export const M_SPLICE: u32 = 5; // TCP splicing with delayed binding (splice/splice.ts)
+export const M_HANDOFF: u32 = 6; // TCP handoff: the splice's handshake and held request, then the connection migrates (docs/handoff.md)
 /** VIPs of method splice configured (the engine's per-packet check is skipped without them). */
 export let spliceVips: u32 = 0;
 
@@ -126,7 +127,7 @@ export function configVip(
 ): u32 {
   if (i >= maxVips) return 1;
   if (family != 4 && family != 6) return 2;
-  if (method > M_SPLICE) return 3;
+  if (method > M_HANDOFF) return 3;
   if (sched > S_P2C) return 4;
   if (first + count > maxBackends || count > 0xffff) return 5;
   if (<u64>ringOff + ringSize > <u64>ringEntries) return 6;
@@ -135,7 +136,7 @@ export function configVip(
   store<u8>(v + V_FAMILY, <u8>family);
   store<u8>(v + V_METHOD, <u8>method);
   store<u8>(v + V_SCHED, <u8>sched);
-  store<u8>(v + V_PROTOS, <u8>(method == M_SPLICE ? protos & PROTO_TCP_BIT : protos));
+  store<u8>(v + V_PROTOS, <u8>(method == M_SPLICE || method == M_HANDOFF ? protos & PROTO_TCP_BIT : protos));
   store<u16>(v + V_FIRST, <u16>first);
   store<u16>(v + V_COUNT, <u16>count);
   store<u32>(v + V_RING_OFF, ringOff);
@@ -238,7 +239,7 @@ export function configCommit(vips: u32, backends: u32): u32 {
     const m = <u32>load<u8>(vipPtr(i) + V_METHOD);
     let need: u32 = m == M_NAT || m == M_DR ? 14 : 62;
     // Splice answers in place with frames up to 74 bytes (SYN-ACK) for inputs as short as 40 (raw IP SYN).
-    if (m == M_SPLICE) {
+    if (m == M_SPLICE || m == M_HANDOFF) {
       need = 64;
       spliceVips++;
     }

@@ -23,6 +23,7 @@ import {
   vipPtr, backendPtr, bstatPtr, bump, lbMacHi, lbMacLo, gwMacHi, gwMacLo, liveFlags, storeMac, isRtspPort,
   V_ADDR, V_FIRST, V_COUNT, V_SCHED, V_POLICY, S_SH, P_CLIENT, B_ADDR, B_MAC, B_STATE, B_ACTIVE, B_VIP, ST_DOWN,
   BS_PACKETS, BS_BYTES, BS_FLOWS, BS_REPLY_PACKETS, BS_REPLY_BYTES, nextBackendSlot, slotBackend, vipHasPort,
+  V_METHOD, M_HANDOFF,
 } from '../lb/config';
 import { schedule } from '../lb/schedule';
 import { count, countDrop, C_TX_BACKEND, C_TX_CLIENT, C_DROPPED, D_TRUNCATED, D_NO_BACKEND, D_NO_SERVICE } from '../counters';
@@ -41,6 +42,10 @@ export const SP_SYN_SENT: u32 = 2; // backend SYN sent
 export const SP_REPLAY: u32 = 3; // backend answered, buffered request replayed, not yet acknowledged
 export const SP_SPLICED: u32 = 4;
 export const SP_CLOSING: u32 = 5; // both FINs seen (or given up): removed after the close timeout
+// TCP handoff (method 6, docs/handoff.md): the same handshake and held request, then the connection
+// migrates to the backend's agent instead of being spliced.
+export const SP_HANDOFF: u32 = 6; // HANDOFF message queued for the host, waiting for the agent's DONE
+export const SP_HANDED: u32 = 7; // handed off: the client's segments go one-way to the backend
 
 // Entry record (SPLICE_ENTRY = 128 bytes).
 const E_STATE: u32 = 0; // u8
@@ -73,6 +78,7 @@ const E_BUFNO: u32 = 72; // u16 buffer number + 1 (0 = none)
 const E_HASH: u32 = 76; // u32 client-key flow hash (index slot)
 const E_CMAC: u32 = 80; // 6 bytes: the client side's next-hop MAC
 const E_LISN: u32 = 88; // u32 our ISN towards the backend (a clock: a reused local port's SYN is newer)
+const E_HID: u32 = 88; // u32 handoff: the HANDOFF message's id (E_LISN is unused there)
 const E_TSOFFCB: u32 = 92; // u32 client TSval -> our TSval towards the backend
 const E_CFIN: u32 = 96; // u32 the client's FIN, in our numbering towards the backend
 const E_BFIN: u32 = 100; // u32 the backend's FIN, in its numbering
@@ -84,6 +90,7 @@ const O_CTS: u32 = 4;
 const O_BWS: u32 = 8; // backend accepted window scaling
 const O_BSACK: u32 = 16;
 const O_BTS: u32 = 32;
+const O_HANDOFF: u32 = 64; // a handoff VIP's connection
 
 // Stats (u64[16] at splice_stats_ptr()).
 const ST_COOKIES_SENT: u32 = 0;
@@ -102,6 +109,13 @@ const ST_REQUEST_TOO_BIG: u32 = 12;
 const ST_RULE_MATCHED: u32 = 13;
 const ST_SESSION_MATCHED: u32 = 14;
 const ST_TRANSLATED: u32 = 15;
+const ST_HANDOFFS: u32 = 16; // HANDOFF messages queued
+const ST_HANDOFFS_DONE: u32 = 17; // agents' DONE with status 0
+const ST_HANDOFFS_FAILED: u32 = 18; // DONE with an error status (the client is reset)
+const ST_HANDOFF_TIMEOUTS: u32 = 19; // no DONE in time (the client is reset)
+const ST_HANDOFF_HELD: u32 = 20; // client segments dropped while waiting for DONE (the client retransmits)
+const ST_HANDED_FORWARDED: u32 = 21; // client segments forwarded to a backend after the handoff
+const ST_HANDOFF_STRAY: u32 = 22; // non-SYN segments to a handoff VIP matching no connection and no cookie: dropped, not reset
 
 const TH_FIN: u32 = 1;
 const TH_SYN: u32 = 2;
@@ -119,6 +133,7 @@ const MAX_TRIES: u32 = 4;
 export let spliceInspectMs: u32 = 1000;
 const CLOSE_MS: u32 = 2000; // after both FINs: long enough for the last ACK and a FIN retransmission
 const IDLE_MS: u32 = 900000;
+const HANDOFF_MS: u32 = 3000; // a HANDOFF without DONE: the client is reset
 /** The cookie's time counter advances every 64 s; a cookie is good for the current and previous step. */
 const COOKIE_SHIFT: u32 = 6;
 
@@ -135,6 +150,7 @@ let freeHead: u32 = 0; // FIFO of free entries (port reuse spread over the whole
 let freeTail: u32 = 0;
 let bufTop: u32 = 0; // stack of free buffers
 export let outCount: u32 = 0;
+let handoffSeq: u32 = 0; // high half of HANDOFF ids (the low half is the entry)
 
 const MSS_TABLE_0: u32 = 536;
 const MSS_TABLE_1: u32 = 1220;
@@ -683,6 +699,12 @@ function fromClient(d: usize, data: usize, caplen: u32, tcp: usize, hlen: u32, v
     const bits = checkCookie(k, seq - 1, ack - 1, nowS);
     if (bits < 0) {
       stat(ST_COOKIES_INVALID);
+      // Handoff is one-way: an ACK of a handed-off connection whose entry has expired must not be
+      // reset by us (the backend still holds the connection); it is dropped.
+      if (<u32>load<u8>(vipPtr(vip) + V_METHOD) == M_HANDOFF) {
+        stat(ST_HANDOFF_STRAY);
+        return absorb(d);
+      }
       // No connection: RST (RFC 793: an ACK for nothing gets a reset with seq = its ack).
       const tmp = spliceTmpPtr;
       if (pIsEthernet && (liveFlags & 1) == 0) {
@@ -709,6 +731,7 @@ function fromClient(d: usize, data: usize, caplen: u32, tcp: usize, hlen: u32, v
       store<u8>(e + E_CWS, <u8>((b >> 2) & 15));
     }
     if (b & 64) opts |= O_CSACK;
+    if (<u32>load<u8>(vipPtr(vip) + V_METHOD) == M_HANDOFF) opts |= O_HANDOFF;
     if (oTs) {
       opts |= O_CTS;
       store<u32>(e + E_CTSVAL, bswap<u32>(load<u32>(tcp + oTs + 2)));
@@ -733,6 +756,7 @@ function fromClient(d: usize, data: usize, caplen: u32, tcp: usize, hlen: u32, v
   const i = <u32>found;
   const e = entryPtr(i);
   const st = <u32>load<u8>(e + E_STATE);
+  if (st >= SP_HANDOFF) return handoffInput(d, data, caplen, tcp, hlen, i, e, vip, seq, flags, nowS, nowMs);
   if ((flags & (TH_SYN | TH_ACK)) == TH_SYN) {
     // A new connection on the ports of one that is closing starts over (IPVS conn_reuse_mode);
     // a SYN inside a live connection is not forwarded.
@@ -922,7 +946,112 @@ function connect(i: u32, e: usize, vip: u32, nowMs: u32): void {
   const a = b + B_ACTIVE;
   store<u32>(a, load<u32>(a) + 1);
   bump(bstatPtr(<u32>j) + BS_FLOWS, 1);
+  if (<u32>load<u8>(e + E_OPTS) & O_HANDOFF) return sendHandoff(i, e, vip, nowMs);
   sendBackendSyn(i, e);
+}
+
+// ---- TCP handoff (docs/handoff.md) ----
+
+/**
+ * Queues the HANDOFF message for backend j's agent (output record side 3): the 52-byte header in the
+ * record, the held request bytes where the record's word at +12 points (they stay in the entry's
+ * buffer until DONE). The message says what the backend's socket must be: our sequence numbers
+ * towards the client, the client's, the options the handshake settled, the windows, the TSval.
+ */
+function sendHandoff(i: u32, e: usize, vip: u32, nowMs: u32): void {
+  const f = outFrame();
+  const opts = <u32>load<u8>(e + E_OPTS);
+  if (!f) {
+    // No room to queue it: the client is reset (the queue holds 256 records per batch).
+    stat(ST_HANDOFFS_FAILED);
+    resetClient(e, vip, nowMs);
+    entryFree(i);
+    return;
+  }
+  const id = (i & 0xffff) | (handoffSeq << 16);
+  handoffSeq = (handoffSeq + 1) & 0xffff;
+  store<u32>(e + E_HID, id);
+  store<u8>(e + E_STATE, <u8>SP_HANDOFF);
+  store<u32>(e + E_DEADLINE, nowMs + HANDOFF_MS);
+  const n = load<u32>(e + E_BUFFERED);
+  const ws = (opts & O_CWS) != 0;
+  const cws: u32 = ws ? <u32>load<u8>(e + E_CWS) : 0;
+  store<u8>(f, 1); // version
+  store<u8>(f + 1, 1); // HANDOFF
+  store<u16>(f + 2, bswap<u16>(<u16>(52 + n)));
+  store<u32>(f + 4, bswap<u32>(id));
+  store<u8>(f + 8, <u8>((ws ? 1 : 0) | (opts & O_CSACK ? 2 : 0) | (opts & O_CTS ? 4 : 0)));
+  store<u8>(f + 9, <u8>cws);
+  store<u8>(f + 10, <u8>(ws ? OUR_WS : 0));
+  store<u8>(f + 11, 0);
+  store<u16>(f + 12, bswap<u16>(load<u16>(e + E_CMSS)));
+  store<u16>(f + 14, bswap<u16>(<u16>n));
+  store<u32>(f + 16, load<u32>(e + E_CADDR)); // addresses and ports are in network order already
+  store<u32>(f + 20, load<u32>(vipPtr(vip) + V_ADDR + 12));
+  store<u16>(f + 24, load<u16>(e + E_CPORT));
+  store<u16>(f + 26, load<u16>(e + E_VPORT));
+  store<u32>(f + 28, bswap<u32>(load<u32>(e + E_OISN) + 1));
+  store<u32>(f + 32, bswap<u32>(load<u32>(e + E_CISN) + 1));
+  store<u32>(f + 36, bswap<u32>(<u32>bswap<u16>(load<u16>(e + E_CWIN)) << cws));
+  store<u32>(f + 40, bswap<u32>(ourWindow(e) << (ws ? OUR_WS : 0)));
+  const ts = (opts & O_CTS) != 0;
+  store<u32>(f + 44, bswap<u32>(ts ? nowTs(e, nowMs) : 0));
+  store<u32>(f + 48, bswap<u32>(ts ? load<u32>(e + E_CTSVAL) : 0));
+  const r = spliceOutPtr + <usize>outCount * SPLICE_OUT_SLOT;
+  outCommit(3, <u32>load<u16>(e + E_BACKEND), 52);
+  store<u32>(r + 12, <u32>bufPtr(e));
+  stat(ST_HANDOFFS);
+}
+
+/**
+ * splice_handoff_done: the agent's DONE for HANDOFF `id` (status 0: the backend holds the
+ * connection; anything else: failed, the client is reset through the output queue). Returns 0, or 1
+ * when no connection waits for that id (it was reset or timed out meanwhile).
+ */
+export function spliceHandoffDone(id: u32, status: u32, nowMs: u32): u32 {
+  const i = id & 0xffff;
+  if (i >= spliceCap) return 1;
+  const e = entryPtr(i);
+  if (<u32>load<u8>(e + E_STATE) != SP_HANDOFF || load<u32>(e + E_HID) != id) return 1;
+  releaseBuffer(e);
+  if (status == 0) {
+    store<u8>(e + E_STATE, <u8>SP_HANDED);
+    store<u32>(e + E_SEEN, nowMs);
+    stat(ST_HANDOFFS_DONE);
+    return 0;
+  }
+  stat(ST_HANDOFFS_FAILED);
+  resetClient(e, <u32>load<u8>(e + E_VIP), nowMs);
+  entryFree(i);
+  return 0;
+}
+
+/**
+ * A client segment of a connection being handed off (dropped: the client retransmits it once the
+ * backend holds the connection) or handed off (forwarded unchanged but for the MACs, as DR: the
+ * backend owns the VIP and its socket continues our sequence numbers).
+ */
+function handoffInput(d: usize, data: usize, caplen: u32, tcp: usize, hlen: u32, i: u32, e: usize, vip: u32, seq: u32, flags: u32, nowS: u32, nowMs: u32): void {
+  const st = <u32>load<u8>(e + E_STATE);
+  if (st == SP_HANDOFF) {
+    if (flags & TH_RST) entryFree(i);
+    else stat(ST_HANDOFF_HELD);
+    return absorb(d);
+  }
+  if ((flags & (TH_SYN | TH_ACK)) == TH_SYN) {
+    // A new connection on the ports of one the client has closed starts over; inside a live one
+    // a SYN is not forwarded.
+    if (!(<u32>load<u8>(e + E_FIN) & 1)) return absorb(d);
+    entryFree(i);
+    return synCookie(d, data, caplen, tcp, hlen, keyPtr, vip, seq, nowS, nowMs);
+  }
+  store<u32>(e + E_SEEN, nowMs);
+  if (flags & TH_FIN) store<u8>(e + E_FIN, load<u8>(e + E_FIN) | 1);
+  const j = <u32>load<u16>(e + E_BACKEND);
+  emitL2(d, data, 0, true, backendPtr(j) + B_MAC, 0, 0, ET_IPV4);
+  toBackendV(d, j);
+  stat(ST_HANDED_FORWARDED);
+  if (flags & TH_RST) entryFree(i);
 }
 
 /** Our TSval towards the backend: the client's latest, on our clock. */
@@ -1242,7 +1371,15 @@ export function spliceTick(nowMs: u32): u32 {
         if (st == SP_SYN_SENT) sendBackendSyn(i, e);
         else sendReplay(i, e);
       }
-    } else if (st == SP_CLOSING) {
+    } else if (st == SP_HANDOFF) {
+      if (<i32>(nowMs - load<u32>(e + E_DEADLINE)) >= 0) {
+        stat(ST_HANDOFF_TIMEOUTS);
+        resetClient(e, vip, nowMs);
+        entryFree(i);
+        removed++;
+      }
+    } else if (st == SP_CLOSING || (st == SP_HANDED && (<u32>load<u8>(e + E_FIN) & 1))) {
+      // A handed-off connection the client has closed: its last ACK follows within a round trip.
       if (<i32>idle > <i32>CLOSE_MS) {
         entryFree(i);
         removed++;

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { DEFAULT_RING_SIZE, isPrime } from './maglev.js';
 
-export const METHODS = ['nat', 'dr', 'ipip', 'gre', 'gue', 'splice'] as const; // index = the engine's method code (docs/abi.md config_vip)
+export const METHODS = ['nat', 'dr', 'ipip', 'gre', 'gue', 'splice', 'handoff'] as const; // index = the engine's method code (docs/abi.md config_vip)
 export const SCHEDULERS = ['maglev', 'rr', 'wrr', 'lc', 'wlc', 'sh', 'p2c'] as const;
 export const BACKEND_STATES = ['active', 'draining', 'down'] as const;
 export const POLICIES = ['flow', 'client', 'session'] as const;
@@ -25,6 +25,8 @@ export interface BackendConfig {
   macGiven?: boolean;
   /** Live mode: this backend's health-check override (validated by host/live/health.ts). */
   healthCheck?: unknown;
+  /** Method handoff: the backend's agent (docs/handoff.md), default its address and the VIP's handoff.agentPort. */
+  agent?: { address: string; port: number };
 }
 
 export interface VipConfig {
@@ -49,6 +51,18 @@ export interface VipConfig {
   healthCheck?: unknown;
   /** Method splice (docs/splice.md): URL prefix rules (backend by id), the source address towards backends, the MSS announced to clients. */
   splice?: SpliceConfig;
+  /** Method handoff (docs/handoff.md): the agents' port, how long to wait for one to connect. */
+  handoff?: HandoffConfig;
+}
+
+export interface HandoffConfig {
+  agentPort: number;
+  connectTimeoutMs: number;
+}
+
+/** Methods that terminate the client's handshake in the engine (SYN cookies, held request): splice and handoff. */
+export function isSpliceFamily(m: Method): boolean {
+  return m === 'splice' || m === 'handoff';
 }
 
 export interface SpliceConfig {
@@ -168,12 +182,12 @@ function parseLive(raw: unknown, vips: VipConfig[]): LiveConfig {
   const backendSlack = int(raw, 'backendSlack', 'live.', 8, 0, 1024);
   const logLevel = oneOf(raw, 'logLevel', 'live.', ['debug', 'info', 'warn', 'error'] as const, 'info');
   for (const v of vips) {
-    if (v.method !== 'nat' && v.method !== 'dr' && v.method !== 'splice') throw new ConfigError('live', `VIP ${v.address}: live mode supports methods "nat" and "dr", and "splice" (not "${v.method}")`);
+    if (v.method !== 'nat' && v.method !== 'dr' && !isSpliceFamily(v.method)) throw new ConfigError('live', `VIP ${v.address}: live mode supports methods "nat", "dr", "splice" and "handoff" (not "${v.method}")`);
   }
   if (raw.offload !== undefined && typeof raw.offload !== 'boolean') throw new ConfigError('live.offload', 'must be true or false');
   // Splicing answers some segments in place with frames of its own (docs/splice.md): no GSO super-frames.
-  const splice = vips.some((v) => v.method === 'splice');
-  if (splice && raw.offload === true) throw new ConfigError('live.offload', 'cannot be on with a VIP of method "splice" (the engine answers segments in place)');
+  const splice = vips.some((v) => isSpliceFamily(v.method));
+  if (splice && raw.offload === true) throw new ConfigError('live.offload', 'cannot be on with a VIP of method "splice" or "handoff" (the engine answers segments in place)');
   return { interfaces, gateway, admission, metrics, neighbor, backendSlack, logLevel, offload: raw.offload !== false && !splice };
 }
 
@@ -333,7 +347,7 @@ export function parseConfig(raw: unknown): Config {
   const vips = raw.vips.map((rv, i): VipConfig => {
     const p = `vips[${i}].`;
     if (!isObj(rv)) throw new ConfigError(`vips[${i}]`, 'must be an object');
-    only(rv, `vips[${i}]`, ['address', 'ports', 'protocols', 'method', 'scheduler', 'ringSize', 'policy', 'rtspPorts', 'maxSessions', 'sessionRate', 'clientAffinity', 'tunnel', 'backends', 'healthCheck', 'splice']);
+    only(rv, `vips[${i}]`, ['address', 'ports', 'protocols', 'method', 'scheduler', 'ringSize', 'policy', 'rtspPorts', 'maxSessions', 'sessionRate', 'clientAffinity', 'tunnel', 'backends', 'healthCheck', 'splice', 'handoff']);
     const va = address(rv, 'address', p);
     const norm = Buffer.from(addressBytes(va.address)).toString('hex');
     if (seenVip.has(norm)) throw new ConfigError(`${p}address`, `${va.address} is configured twice`);
@@ -398,7 +412,7 @@ export function parseConfig(raw: unknown): Config {
     const backends = rv.backends.map((rb, j): BackendConfig => {
       const bp = `${p}backends[${j}].`;
       if (!isObj(rb)) throw new ConfigError(`${p}backends[${j}]`, 'must be an object');
-      only(rb, `${p}backends[${j}]`, ['id', 'address', 'mac', 'weight', 'state', 'maxSessions', 'healthCheck']);
+      only(rb, `${p}backends[${j}]`, ['id', 'address', 'mac', 'weight', 'state', 'maxSessions', 'healthCheck', 'agent']);
       const id = str(rb, 'id', bp);
       if (!ID_RE.test(id) || RESERVED_IDS.has(id)) {
         throw new ConfigError(`${bp}id`, `"${id}" must be 1-64 letters, digits, '.', '_' or '-' (it names the output file), and not "client", "report" or "flows"`);
@@ -406,8 +420,15 @@ export function parseConfig(raw: unknown): Config {
       if (seenId.has(id)) throw new ConfigError(`${bp}id`, `"${id}" is used twice; backend ids must be unique across the config`);
       seenId.add(id);
       const ba = address(rb, 'address', bp);
-      if (method === 'splice' && (va.family !== 4 || ba.family !== 4)) {
-        throw new ConfigError(va.family !== 4 ? `${p}address` : `${bp}address`, 'splice supports IPv4 VIPs and backends only (docs/splice.md)');
+      if (isSpliceFamily(method) && (va.family !== 4 || ba.family !== 4)) {
+        throw new ConfigError(va.family !== 4 ? `${p}address` : `${bp}address`, `${method} supports IPv4 VIPs and backends only (docs/${method}.md)`);
+      }
+      let agent: { address: string; port: number } | undefined;
+      if (rb.agent !== undefined) {
+        if (method !== 'handoff') throw new ConfigError(`${bp}agent`, 'is only for method "handoff"');
+        const m = typeof rb.agent === 'string' ? /^(\d+\.\d+\.\d+\.\d+):(\d+)$/.exec(rb.agent) : null;
+        if (!m || isIP(m[1]) !== 4 || +m[2] < 1 || +m[2] > 65535) throw new ConfigError(`${bp}agent`, 'must be "ADDRESS:PORT" (IPv4), where the backend\'s handoff agent listens');
+        agent = { address: m[1], port: +m[2] };
       }
       if (method === 'nat' && ba.family !== va.family) {
         throw new ConfigError(`${bp}address`, `NAT needs the backend in the VIP's address family (IPv${va.family}); use a tunnel method to cross families`);
@@ -428,12 +449,13 @@ export function parseConfig(raw: unknown): Config {
         maxSessions: int(rb, 'maxSessions', bp, 0, 0, 1 << 30),
         ...(rb.mac !== undefined ? { macGiven: true } : {}),
         ...(rb.healthCheck !== undefined ? { healthCheck: rb.healthCheck } : {}),
+        ...(agent ? { agent } : {}),
       };
     });
     if (ringSize < backends.length) throw new ConfigError(`${p}ringSize`, `must be at least the number of backends (${backends.length})`);
     let splice: SpliceConfig | undefined;
     if (rv.splice !== undefined) {
-      if (method !== 'splice') throw new ConfigError(`${p}splice`, 'is only for method "splice"');
+      if (!isSpliceFamily(method)) throw new ConfigError(`${p}splice`, 'is only for methods "splice" and "handoff"');
       if (!isObj(rv.splice)) throw new ConfigError(`${p}splice`, 'must be an object');
       only(rv.splice, `${p}splice`, ['rules', 'source', 'mss']);
       const sp = rv.splice;
@@ -459,11 +481,19 @@ export function parseConfig(raw: unknown): Config {
         source = a.address;
       }
       splice = { rules, source, mss: int(sp, 'mss', `${p}splice.`, 1460, 536, 9000) };
-    } else if (method === 'splice') splice = { rules: [], source: null, mss: 1460 };
+    } else if (isSpliceFamily(method)) splice = { rules: [], source: null, mss: 1460 };
+    if (method === 'handoff' && splice?.source) throw new ConfigError(`${p}splice.source`, 'means nothing for method "handoff" (no connection of ours to the backend)');
+    let handoff: HandoffConfig | undefined;
+    if (rv.handoff !== undefined) {
+      if (method !== 'handoff') throw new ConfigError(`${p}handoff`, 'is only for method "handoff"');
+      if (!isObj(rv.handoff)) throw new ConfigError(`${p}handoff`, 'must be an object');
+      only(rv.handoff, `${p}handoff`, ['agentPort', 'connectTimeoutMs']);
+      handoff = { agentPort: int(rv.handoff, 'agentPort', `${p}handoff.`, 9190, 1, 65535), connectTimeoutMs: int(rv.handoff, 'connectTimeoutMs', `${p}handoff.`, 1000, 10, 60_000) };
+    } else if (method === 'handoff') handoff = { agentPort: 9190, connectTimeoutMs: 1000 };
     if (!tunnel.source && va.family === 4) tunnel.source = va.address;
     if (!tunnel.source6 && va.family === 6) tunnel.source6 = va.address;
     return { address: va.address, family: va.family, ports, protocols, method, scheduler, ringSize, policy, rtspPorts, maxSessions, sessionRate, clientAffinity, tunnel, backends,
-      ...(rv.healthCheck !== undefined ? { healthCheck: rv.healthCheck } : {}), ...(splice ? { splice } : {}) };
+      ...(rv.healthCheck !== undefined ? { healthCheck: rv.healthCheck } : {}), ...(splice ? { splice } : {}), ...(handoff ? { handoff } : {}) };
   });
   const maxSessions = int(raw, 'maxSessions', '', 0, 0, 1 << 30);
   const live = raw.live === undefined ? null : parseLive(raw.live, vips);

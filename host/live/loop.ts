@@ -32,6 +32,7 @@ import { createLogger, type Logger } from './log.js';
 import { L2Responder, buildAnnouncement } from './l2.js';
 import { Histogram, RateMeter, isSpliceMethod, parseMetricsConfig, type LiveSnapshot, type MetricsConfig } from './metrics.js';
 import { ABI_VERSION } from '../wasm.js';
+import { HandoffLinks, type HandoffAgent } from './handoff.js';
 import {
   HealthChecker, parseHealthCheck, resolveCheckPort, effectiveState, DEFAULT_HEALTH_CHECK,
   type HealthCheckConfig, type HealthTarget, type HealthChange, type HealthState,
@@ -161,6 +162,8 @@ export class LiveBalancer {
   private readonly rstLimiter: RateLimiter;
   private readonly echoLimiter: RateLimiter;
   private health: HealthChecker | null = null;
+  /** TCP handoff: the connections to the backends' agents (docs/handoff.md); null without a handoff VIP. */
+  private handoffs: HandoffLinks | null = null;
   private timers: NodeJS.Timeout[] = [];
   private readonly started = Date.now();
   private lastExpire = Date.now();
@@ -448,6 +451,10 @@ export class LiveBalancer {
   /** TCP splicing: frames the engine made on its own (backend SYNs, replayed requests, RSTs; docs/splice.md). */
   private flushSplice(): void {
     for (const o of this.engine.drainSplice()) {
+      if (o.side === 'handoff') {
+        this.sendHandoff(o.backendIndex, o.frame);
+        continue;
+      }
       if (o.side === 'client' && this.onLink) {
         // On-link clients: the destination MAC from the neighbour cache, as for verdict-client frames.
         const f = o.frame;
@@ -460,6 +467,40 @@ export class LiveBalancer {
       }
       this.sendFrame(o.side === 'backend' ? this.serverIf : this.clientIf, o.frame);
     }
+  }
+
+  /** A HANDOFF message for backend `index`'s agent; its DONE goes back to the engine (splice_handoff_done). */
+  private sendHandoff(index: number, msg: Uint8Array): void {
+    const agent = this.agentOf(index);
+    const sx = this.engine.ex as unknown as SpliceExports;
+    if (!this.handoffs) {
+      const first = this.config.vips.find((v) => v.method === 'handoff');
+      this.handoffs = new HandoffLinks({
+        log: this.log,
+        connectTimeoutMs: first?.handoff?.connectTimeoutMs ?? 1000,
+        onDone: (id, status) => {
+          if (this.stopped) return;
+          sx.splice_handoff_done(id, status, Date.now() >>> 0);
+          if (sx.splice_out_count()) this.flushSplice();
+        },
+      });
+    }
+    if (!agent) {
+      const id = ((msg[4] << 24) | (msg[5] << 16) | (msg[6] << 8) | msg[7]) >>> 0;
+      sx.splice_handoff_done(id, 254, Date.now() >>> 0);
+      return;
+    }
+    this.handoffs.send(agent, msg);
+  }
+
+  /** Backend `index`'s handoff agent: its config's `agent`, else its address and the VIP's agent port. */
+  private agentOf(index: number): HandoffAgent | null {
+    const b = this.backends.find((x) => x.index === index && !x.removed);
+    if (!b) return null;
+    const v = this.config.vips[b.vip];
+    const bc = v?.backends.find((x) => x.id === b.id);
+    if (!v || !bc) return null;
+    return { key: b.id, address: bc.agent?.address ?? bc.address, port: bc.agent?.port ?? v.handoff?.agentPort ?? 9190 };
   }
 
   private writeOut(iface: Iface, list: Uint32Array, n: number): void {
@@ -764,7 +805,8 @@ export class LiveBalancer {
       ...s,
       backends: s.backends.map((b, k) => ({ ...b, address: this.backends.filter((x) => !x.removed)[k].address, mac: this.backends.filter((x) => !x.removed)[k].mac })),
       slowPath: this.slowCounts(),
-      ...(this.config.vips.some((v) => v.method === 'splice') ? { splice: this.spliceStats() } : {}),
+      ...(this.config.vips.some((v) => v.method === 'splice' || v.method === 'handoff') ? { splice: this.spliceStats() } : {}),
+      ...(this.handoffs ? { handoff: { ...this.handoffs.counts, inFlight: this.handoffs.inFlight } } : {}),
     };
   }
 
@@ -772,7 +814,9 @@ export class LiveBalancer {
   spliceStats(): Record<string, number> {
     const sx = this.engine.ex as unknown as SpliceExports;
     const names = ['cookies-sent', 'cookies-valid', 'cookies-invalid', 'backend-syns', 'spliced', 'replay-segments', 'retransmits', 'give-ups',
-      'closed', 'table-full', 'out-queue-full', 'bytes-buffered', 'request-too-big', 'rule-matched', 'session-matched', 'translated'];
+      'closed', 'table-full', 'out-queue-full', 'bytes-buffered', 'request-too-big', 'rule-matched', 'session-matched', 'translated',
+      ...(this.config.vips.some((v) => v.method === 'handoff')
+        ? ['handoffs', 'handoffs-done', 'handoffs-failed', 'handoff-timeouts', 'handoff-held', 'handed-forwarded', 'handoff-stray'] : [])];
     const p = sx.splice_stats_ptr();
     const out: Record<string, number> = { connections: sx.splice_count(), capacity: sx.splice_capacity() };
     names.forEach((n, i) => (out[n] = Number(this.engine.dv.getBigUint64(p + 8 * i, true))));
@@ -803,6 +847,7 @@ export class LiveBalancer {
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
     this.health?.stop();
+    this.handoffs?.close();
     for (const i of this.ifaces) {
       i.tap.close();
       i.pcap?.close();
