@@ -1,0 +1,451 @@
+// sessionlb TCP handoff, backend side: a small N-API addon (C, node_api.h only) around Linux
+// TCP_REPAIR (the kernel interface CRIU uses to checkpoint and restore live TCP connections).
+// Needs CAP_NET_ADMIN in the socket's network namespace. docs/handoff.md describes its use.
+//
+// restore(params) -> fd
+//     Creates an ESTABLISHED TCP socket for a connection whose handshake happened elsewhere, without
+//     sending anything: socket, TCP_REPAIR on (the kernel then marks it SK_FORCE_REUSE, so it may bind
+//     VIP:port while a server listens on *:port or VIP:port), IP_FREEBIND, bind(vip:vipPort),
+//     TCP_QUEUE_SEQ of the send queue (sndNxt) and of the receive queue (rcvNxt), connect(client)
+//     (no SYN in repair mode), TCP_REPAIR_OPTIONS (MSS, window shifts snd | rcv << 16, SACK_PERM,
+//     TIMESTAMP, as flagged), TCP_TIMESTAMP (tsval: the TSval the next segment carries, rounded up to
+//     even: since Linux 6.7 an odd value selects the microsecond TSval clock), the held
+//     bytes written into the receive queue, TCP_REPAIR_WINDOW, then TCP_REPAIR_OFF_NO_WP (repair
+//     off without a window probe). The fd is blocking-mode agnostic (left blocking; libuv sets
+//     O_NONBLOCK when Node wraps it).
+//     params: { client: 'a.b.c.d', clientPort, vip: 'a.b.c.d', vipPort, sndNxt, rcvNxt, sndWnd,
+//               rcvWnd, mss, flags (1 wscale, 2 SACK, 4 timestamps), sndWscale, rcvWscale, tsval,
+//               data?: Uint8Array }
+//     On failure the half-made socket is closed while still in repair mode (nothing goes on the
+//     wire) and an Error is thrown with .errno (number), .step (the failing call) and .code
+//     ('EADDRNOTAVAIL', ..., or 'E<n>').
+// dump(fd, close?) -> state
+//     Reads a live socket's state under TCP_REPAIR: { local, localPort, remote, remotePort, state,
+//     sndSeq (send-queue TCP_QUEUE_SEQ: write_seq), rcvSeq (receive-queue TCP_QUEUE_SEQ: rcv_nxt),
+//     outq, inq (bytes queued), data (a copy of the receive queue, peeked), mss (TCP_MAXSEG),
+//     sndMss, advMss, options (tcpi_options), sndWscale, rcvWscale, tsval (TCP_TIMESTAMP: the
+//     TSval now; since Linux 6.7 its low bit is the socket's microsecond-clock flag), window { sndWl1, sndWnd, maxWindow, rcvWnd, rcvWup } }. With close = true the fd
+//     is closed while in repair mode (the peer sees nothing: no FIN, no RST); otherwise repair is
+//     turned off again without a window probe.
+#define _GNU_SOURCE
+#include <node_api.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <linux/sockios.h>
+
+#ifndef TCP_REPAIR_ON
+#define TCP_REPAIR_ON 1
+#endif
+#ifndef TCP_REPAIR_OFF_NO_WP
+#define TCP_REPAIR_OFF_NO_WP -1
+#endif
+#ifndef TCPOPT_MAXSEG
+#define TCPOPT_MAXSEG 2
+#endif
+#ifndef TCPOPT_WINDOW
+#define TCPOPT_WINDOW 3
+#endif
+#ifndef TCPOPT_SACK_PERMITTED
+#define TCPOPT_SACK_PERMITTED 4
+#endif
+#ifndef TCPOPT_TIMESTAMP
+#define TCPOPT_TIMESTAMP 8
+#endif
+
+#define FLAG_WSCALE 1
+#define FLAG_SACK 2
+#define FLAG_TS 4
+#define MAX_DATA (1 << 20)
+
+#define CHECK(call)                                                           \
+  do {                                                                        \
+    if ((call) != napi_ok) {                                                  \
+      napi_throw_error(env, "ESLBNAPI", "sessionlb repair: N-API call failed"); \
+      return NULL;                                                            \
+    }                                                                         \
+  } while (0)
+
+static const char *errno_name(int err) {
+  switch (err) {
+    case EPERM: return "EPERM";
+    case EACCES: return "EACCES";
+    case EINVAL: return "EINVAL";
+    case EADDRINUSE: return "EADDRINUSE";
+    case EADDRNOTAVAIL: return "EADDRNOTAVAIL";
+    case ENOMEM: return "ENOMEM";
+    case ENOBUFS: return "ENOBUFS";
+    case EBADF: return "EBADF";
+    case ENOTSOCK: return "ENOTSOCK";
+    case ENOPROTOOPT: return "ENOPROTOOPT";
+    case EISCONN: return "EISCONN";
+    case ENETUNREACH: return "ENETUNREACH";
+    case EHOSTUNREACH: return "EHOSTUNREACH";
+    case EMFILE: return "EMFILE";
+    case ENFILE: return "ENFILE";
+    default: return NULL;
+  }
+}
+
+// Throws Error("<fn>: <step>: <strerror>") with .code, .errno and .step.
+static napi_value throw_step(napi_env env, const char *fn, const char *step, int err) {
+  char msg[256], code[32];
+  snprintf(msg, sizeof msg, "%s: %s: %s", fn, step, strerror(err));
+  const char *name = errno_name(err);
+  if (name) snprintf(code, sizeof code, "%s", name);
+  else snprintf(code, sizeof code, "E%d", err);
+  napi_value m, c, e, v;
+  if (napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m) != napi_ok ||
+      napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &c) != napi_ok ||
+      napi_create_error(env, c, m, &e) != napi_ok) {
+    napi_throw_error(env, code, msg);
+    return NULL;
+  }
+  if (napi_create_int32(env, err, &v) == napi_ok) napi_set_named_property(env, e, "errno", v);
+  if (napi_create_string_utf8(env, step, NAPI_AUTO_LENGTH, &v) == napi_ok) napi_set_named_property(env, e, "step", v);
+  napi_throw(env, e);
+  return NULL;
+}
+
+static int prop_u32(napi_env env, napi_value obj, const char *name, uint32_t *out, int required) {
+  bool has = false;
+  napi_value v;
+  napi_valuetype t;
+  if (napi_has_named_property(env, obj, name, &has) != napi_ok) return -1;
+  if (!has) return required ? -1 : 0;
+  if (napi_get_named_property(env, obj, name, &v) != napi_ok) return -1;
+  if (napi_typeof(env, v, &t) != napi_ok) return -1;
+  if (t == napi_undefined && !required) return 0;
+  if (t != napi_number) return -1;
+  double d;
+  if (napi_get_value_double(env, v, &d) != napi_ok) return -1;
+  if (!(d >= 0 && d <= 4294967295.0) || d != (double)(uint32_t)d) return -1;
+  *out = (uint32_t)d;
+  return 0;
+}
+
+static int prop_ipv4(napi_env env, napi_value obj, const char *name, struct in_addr *out) {
+  napi_value v;
+  char s[64];
+  size_t n;
+  if (napi_get_named_property(env, obj, name, &v) != napi_ok) return -1;
+  if (napi_get_value_string_utf8(env, v, s, sizeof s, &n) != napi_ok) return -1;
+  return inet_pton(AF_INET, s, out) == 1 ? 0 : -1;
+}
+
+static int set_int(int fd, int level, int opt, int val) {
+  return setsockopt(fd, level, opt, &val, sizeof val);
+}
+
+static napi_value js_restore(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  napi_valuetype t;
+  if (argc < 1 || napi_typeof(env, argv[0], &t) != napi_ok || t != napi_object) {
+    napi_throw_type_error(env, NULL, "restore(params): params must be an object");
+    return NULL;
+  }
+  napi_value p = argv[0];
+  struct in_addr client, vip;
+  uint32_t client_port, vip_port, snd_nxt, rcv_nxt, snd_wnd, rcv_wnd, mss;
+  uint32_t flags = 0, snd_ws = 0, rcv_ws = 0, tsval = 0;
+  if (prop_ipv4(env, p, "client", &client) || prop_ipv4(env, p, "vip", &vip)) {
+    napi_throw_type_error(env, NULL, "restore: client and vip must be IPv4 address strings");
+    return NULL;
+  }
+  if (prop_u32(env, p, "clientPort", &client_port, 1) || prop_u32(env, p, "vipPort", &vip_port, 1) ||
+      prop_u32(env, p, "sndNxt", &snd_nxt, 1) || prop_u32(env, p, "rcvNxt", &rcv_nxt, 1) ||
+      prop_u32(env, p, "sndWnd", &snd_wnd, 1) || prop_u32(env, p, "rcvWnd", &rcv_wnd, 1) ||
+      prop_u32(env, p, "mss", &mss, 1) || prop_u32(env, p, "flags", &flags, 0) ||
+      prop_u32(env, p, "sndWscale", &snd_ws, 0) || prop_u32(env, p, "rcvWscale", &rcv_ws, 0) ||
+      prop_u32(env, p, "tsval", &tsval, 0)) {
+    napi_throw_type_error(env, NULL, "restore: clientPort, vipPort, sndNxt, rcvNxt, sndWnd, rcvWnd, mss (and flags, sndWscale, rcvWscale, tsval) must be unsigned 32-bit integers");
+    return NULL;
+  }
+  if (client_port == 0 || client_port > 65535 || vip_port == 0 || vip_port > 65535 || mss == 0 || mss > 65535 ||
+      snd_ws > 14 || rcv_ws > 14 || flags > 7) {
+    napi_throw_range_error(env, NULL, "restore: a port, mss, window shift or flags out of range");
+    return NULL;
+  }
+  uint8_t *data = NULL;
+  size_t len = 0;
+  bool has = false;
+  CHECK(napi_has_named_property(env, p, "data", &has));
+  if (has) {
+    napi_value dv;
+    CHECK(napi_get_named_property(env, p, "data", &dv));
+    CHECK(napi_typeof(env, dv, &t));
+    if (t != napi_undefined && t != napi_null) {
+      bool is = false;
+      napi_typedarray_type tt;
+      void *ptr;
+      napi_value ab;
+      size_t off;
+      if (napi_is_typedarray(env, dv, &is) != napi_ok || !is ||
+          napi_get_typedarray_info(env, dv, &tt, &len, &ptr, &ab, &off) != napi_ok || tt != napi_uint8_array) {
+        napi_throw_type_error(env, NULL, "restore: data must be a Uint8Array (or Buffer)");
+        return NULL;
+      }
+      data = ptr;
+    }
+  }
+  if (len > MAX_DATA) {
+    napi_throw_range_error(env, NULL, "restore: data larger than 1 MiB");
+    return NULL;
+  }
+
+  const char *step = "socket";
+  int err = 0;
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
+  if (fd < 0) return throw_step(env, "restore", step, errno);
+#define STEP(name, call)  \
+  do {                    \
+    step = (name);        \
+    if ((call) < 0) {     \
+      err = errno;        \
+      goto fail;          \
+    }                     \
+  } while (0)
+  STEP("TCP_REPAIR on", set_int(fd, IPPROTO_TCP, TCP_REPAIR, TCP_REPAIR_ON));
+  STEP("IP_FREEBIND", set_int(fd, IPPROTO_IP, IP_FREEBIND, 1));
+  // Before connect: connect computes the cached send MSS from the path MTU clamped by this (with
+  // TCP_REPAIR_OPTIONS's MSS alone, set after connect, the default 536 would stay in force until
+  // the path MTU changes). The kernel takes at most 32767 here.
+  STEP("TCP_MAXSEG", set_int(fd, IPPROTO_TCP, TCP_MAXSEG, mss > 32767 ? 32767 : (int)mss));
+  struct sockaddr_in local = {.sin_family = AF_INET, .sin_port = htons((uint16_t)vip_port), .sin_addr = vip};
+  STEP("bind", bind(fd, (struct sockaddr *)&local, sizeof local));
+  STEP("TCP_REPAIR_QUEUE send", set_int(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE));
+  STEP("TCP_QUEUE_SEQ send", set_int(fd, IPPROTO_TCP, TCP_QUEUE_SEQ, (int)snd_nxt));
+  STEP("TCP_REPAIR_QUEUE recv", set_int(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE));
+  STEP("TCP_QUEUE_SEQ recv", set_int(fd, IPPROTO_TCP, TCP_QUEUE_SEQ, (int)rcv_nxt));
+  struct sockaddr_in peer = {.sin_family = AF_INET, .sin_port = htons((uint16_t)client_port), .sin_addr = client};
+  STEP("connect", connect(fd, (struct sockaddr *)&peer, sizeof peer));
+
+  struct tcp_repair_opt opts[4];
+  int nopt = 0;
+  opts[nopt].opt_code = TCPOPT_MAXSEG;
+  opts[nopt++].opt_val = mss;
+  if (flags & FLAG_WSCALE) {
+    opts[nopt].opt_code = TCPOPT_WINDOW;
+    opts[nopt++].opt_val = snd_ws | (rcv_ws << 16);
+  }
+  if (flags & FLAG_SACK) {
+    opts[nopt].opt_code = TCPOPT_SACK_PERMITTED;
+    opts[nopt++].opt_val = 0;
+  }
+  if (flags & FLAG_TS) {
+    opts[nopt].opt_code = TCPOPT_TIMESTAMP;
+    opts[nopt++].opt_val = 0;
+  }
+  STEP("TCP_REPAIR_OPTIONS", setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_OPTIONS, opts, (socklen_t)(nopt * sizeof opts[0])));
+  // Since Linux 6.7 the low bit of this value selects the microsecond TSval clock (tcp_usec_ts): an
+  // odd value would make this connection's timestamps tick 1000 times faster than the front end's
+  // millisecond clock. Rounded up to even: the millisecond clock, never behind the given TSval.
+  if (flags & FLAG_TS) STEP("TCP_TIMESTAMP", set_int(fd, IPPROTO_TCP, TCP_TIMESTAMP, (int)((tsval + 1) & ~1u)));
+
+  // The held bytes, into the receive queue (still selected): rcv_nxt advances past them.
+  size_t done = 0;
+  while (done < len) {
+    ssize_t w = send(fd, data + done, len - done, MSG_NOSIGNAL);
+    step = "send (receive queue)";
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      err = errno;
+      goto fail;
+    }
+    if (w == 0) {
+      err = ENOBUFS;
+      goto fail;
+    }
+    done += (size_t)w;
+  }
+
+  // snd_wl1: the client's segment that last set the window is at most at the first held byte, so
+  // any later client segment updates it. rcv_wup: the front end acknowledged every held byte.
+  struct tcp_repair_window w = {
+    .snd_wl1 = rcv_nxt,
+    .snd_wnd = snd_wnd,
+    .max_window = snd_wnd,
+    .rcv_wnd = rcv_wnd,
+    .rcv_wup = rcv_nxt + (uint32_t)len,
+  };
+  STEP("TCP_REPAIR_WINDOW", setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_WINDOW, &w, sizeof w));
+  STEP("TCP_REPAIR_QUEUE none", set_int(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_NO_QUEUE));
+  STEP("TCP_REPAIR off", set_int(fd, IPPROTO_TCP, TCP_REPAIR, TCP_REPAIR_OFF_NO_WP));
+#undef STEP
+  napi_value out;
+  CHECK(napi_create_int32(env, fd, &out));
+  return out;
+
+fail:
+  close(fd); // still in repair mode: closed without a FIN or RST
+  return throw_step(env, "restore", step, err);
+}
+
+static int set_u32_prop(napi_env env, napi_value obj, const char *name, double v) {
+  napi_value x;
+  if (napi_create_double(env, v, &x) != napi_ok) return -1;
+  return napi_set_named_property(env, obj, name, x) == napi_ok ? 0 : -1;
+}
+
+static int set_str_prop(napi_env env, napi_value obj, const char *name, const char *s) {
+  napi_value x;
+  if (napi_create_string_utf8(env, s, NAPI_AUTO_LENGTH, &x) != napi_ok) return -1;
+  return napi_set_named_property(env, obj, name, x) == napi_ok ? 0 : -1;
+}
+
+static napi_value js_dump(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd;
+  bool do_close = false;
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) {
+    napi_throw_type_error(env, NULL, "dump(fd, close?): fd must be a non-negative integer");
+    return NULL;
+  }
+  if (argc > 1) napi_get_value_bool(env, argv[1], &do_close);
+
+  struct sockaddr_in la, ra;
+  socklen_t ll = sizeof la, rl = sizeof ra;
+  if (getsockname(fd, (struct sockaddr *)&la, &ll) < 0) return throw_step(env, "dump", "getsockname", errno);
+  if (la.sin_family != AF_INET) return throw_step(env, "dump", "getsockname", EAFNOSUPPORT);
+  if (getpeername(fd, (struct sockaddr *)&ra, &rl) < 0) return throw_step(env, "dump", "getpeername", errno);
+  struct tcp_info ti;
+  socklen_t til = sizeof ti;
+  memset(&ti, 0, sizeof ti);
+  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &til) < 0) return throw_step(env, "dump", "TCP_INFO", errno);
+
+  const char *step = "TCP_REPAIR on";
+  int err = 0;
+  uint8_t *buf = NULL;
+  int inq = 0, outq = 0, mss = 0, tsval = 0;
+  uint32_t snd_seq = 0, rcv_seq = 0;
+  struct tcp_repair_window w;
+  socklen_t sl;
+  if (set_int(fd, IPPROTO_TCP, TCP_REPAIR, TCP_REPAIR_ON) < 0) return throw_step(env, "dump", step, errno);
+#define STEP(name, call)  \
+  do {                    \
+    step = (name);        \
+    if ((call) < 0) {     \
+      err = errno;        \
+      goto fail;          \
+    }                     \
+  } while (0)
+  STEP("SIOCINQ", ioctl(fd, SIOCINQ, &inq));
+  STEP("SIOCOUTQ", ioctl(fd, SIOCOUTQ, &outq));
+  STEP("TCP_REPAIR_QUEUE send", set_int(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE));
+  sl = sizeof snd_seq;
+  STEP("TCP_QUEUE_SEQ send", getsockopt(fd, IPPROTO_TCP, TCP_QUEUE_SEQ, &snd_seq, &sl));
+  STEP("TCP_REPAIR_QUEUE recv", set_int(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE));
+  sl = sizeof rcv_seq;
+  STEP("TCP_QUEUE_SEQ recv", getsockopt(fd, IPPROTO_TCP, TCP_QUEUE_SEQ, &rcv_seq, &sl));
+  if (inq > 0) {
+    buf = malloc((size_t)inq);
+    if (!buf) {
+      step = "malloc";
+      err = ENOMEM;
+      goto fail;
+    }
+    ssize_t r = recv(fd, buf, (size_t)inq, MSG_PEEK | MSG_DONTWAIT);
+    step = "recv (peek receive queue)";
+    if (r < 0) {
+      err = errno;
+      goto fail;
+    }
+    inq = (int)r;
+  }
+  STEP("TCP_REPAIR_QUEUE none", set_int(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_NO_QUEUE));
+  sl = sizeof w;
+  STEP("TCP_REPAIR_WINDOW", getsockopt(fd, IPPROTO_TCP, TCP_REPAIR_WINDOW, &w, &sl));
+  sl = sizeof mss;
+  STEP("TCP_MAXSEG", getsockopt(fd, IPPROTO_TCP, TCP_MAXSEG, &mss, &sl));
+  sl = sizeof tsval;
+  STEP("TCP_TIMESTAMP", getsockopt(fd, IPPROTO_TCP, TCP_TIMESTAMP, &tsval, &sl));
+  if (do_close) {
+    STEP("close", close(fd));
+  } else {
+    STEP("TCP_REPAIR off", set_int(fd, IPPROTO_TCP, TCP_REPAIR, TCP_REPAIR_OFF_NO_WP));
+  }
+#undef STEP
+
+  napi_value out, win, dv;
+  char a[INET_ADDRSTRLEN];
+  CHECK(napi_create_object(env, &out));
+  inet_ntop(AF_INET, &la.sin_addr, a, sizeof a);
+  set_str_prop(env, out, "local", a);
+  set_u32_prop(env, out, "localPort", ntohs(la.sin_port));
+  inet_ntop(AF_INET, &ra.sin_addr, a, sizeof a);
+  set_str_prop(env, out, "remote", a);
+  set_u32_prop(env, out, "remotePort", ntohs(ra.sin_port));
+  set_u32_prop(env, out, "state", ti.tcpi_state);
+  set_u32_prop(env, out, "sndSeq", snd_seq);
+  set_u32_prop(env, out, "rcvSeq", rcv_seq);
+  set_u32_prop(env, out, "outq", outq);
+  set_u32_prop(env, out, "inq", inq);
+  set_u32_prop(env, out, "mss", mss);
+  set_u32_prop(env, out, "sndMss", ti.tcpi_snd_mss);
+  set_u32_prop(env, out, "advMss", ti.tcpi_advmss);
+  set_u32_prop(env, out, "options", ti.tcpi_options);
+  set_u32_prop(env, out, "sndWscale", ti.tcpi_snd_wscale);
+  set_u32_prop(env, out, "rcvWscale", ti.tcpi_rcv_wscale);
+  set_u32_prop(env, out, "tsval", (uint32_t)tsval);
+  CHECK(napi_create_object(env, &win));
+  set_u32_prop(env, win, "sndWl1", w.snd_wl1);
+  set_u32_prop(env, win, "sndWnd", w.snd_wnd);
+  set_u32_prop(env, win, "maxWindow", w.max_window);
+  set_u32_prop(env, win, "rcvWnd", w.rcv_wnd);
+  set_u32_prop(env, win, "rcvWup", w.rcv_wup);
+  CHECK(napi_set_named_property(env, out, "window", win));
+  void *copy;
+  if (napi_create_buffer_copy(env, (size_t)inq, buf ? buf : (const void *)"", &copy, &dv) != napi_ok) {
+    free(buf);
+    napi_throw_error(env, "ESLBNAPI", "sessionlb repair: N-API call failed");
+    return NULL;
+  }
+  free(buf);
+  CHECK(napi_set_named_property(env, out, "data", dv));
+  return out;
+
+fail:
+  free(buf);
+  set_int(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_NO_QUEUE);
+  set_int(fd, IPPROTO_TCP, TCP_REPAIR, TCP_REPAIR_OFF_NO_WP);
+  return throw_step(env, "dump", step, err);
+}
+
+// closeSilently(fd): closes a socket in repair mode, so the peer sees nothing (no FIN, no RST).
+static napi_value js_close_silently(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd;
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) {
+    napi_throw_type_error(env, NULL, "closeSilently(fd): fd must be a non-negative integer");
+    return NULL;
+  }
+  if (set_int(fd, IPPROTO_TCP, TCP_REPAIR, TCP_REPAIR_ON) < 0) return throw_step(env, "closeSilently", "TCP_REPAIR on", errno);
+  if (close(fd) < 0) return throw_step(env, "closeSilently", "close", errno);
+  return NULL;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+    {"restore", NULL, js_restore, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"dump", NULL, js_dump, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"closeSilently", NULL, js_close_silently, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)
