@@ -5,7 +5,7 @@ import { labDown, LabError, labStatus, labUp, summary } from '../lab/lab.js';
 import { checkPrefix, DEFAULT_PREFIX, METHODS, type LabMethod } from '../lab/topology.js';
 import { EXIT_FAIL, EXIT_OK, UsageError, report } from './errors.js';
 
-export const LAB_USAGE = `usage: sessionlb lab up [--method nat|dr|splice|kernel|gateway] [--json]
+export const LAB_USAGE = `usage: sessionlb lab up [--method nat|dr|splice|kernel|gateway|handoff] [--json]
        sessionlb lab down
        sessionlb lab status [--json]
 
@@ -34,7 +34,7 @@ STATE/sessionlb.json\` and returns when the VIP answers HTTP. \`down\` stops eve
 lab's namespaces, deletes the namespaces and the state directory; it also cleans up after a crash.
 
 options:
-  --method M     nat (default), dr, splice (TCP splicing with delayed binding on the HTTP/RTSP VIP, docs/splice.md), kernel or gateway (sessionlb gateway, a TCP proxy on the VIP, docs/gateway.md) (up)
+  --method M     nat (default), dr, splice (TCP splicing with delayed binding on the HTTP/RTSP VIP, docs/splice.md), kernel, gateway (sessionlb gateway, a TCP proxy on the VIP, docs/gateway.md) or handoff (TCP handoff of HTTP to agents in the backends, docs/handoff.md) (up)
   --json         print the topology (up) or the status (status) as JSON on stdout
   --prefix P     namespace name prefix (default ${DEFAULT_PREFIX}); lets two labs coexist
   --max-sessions N        up: VIP-wide concurrent RTSP session limit in sessionlb's config
@@ -82,7 +82,7 @@ export async function runLab(argv: string[]): Promise<number> {
       case 'up': {
         const method = (values.method ?? 'nat') as LabMethod;
         if (!METHODS.includes(method)) throw new UsageError(`--method must be one of ${METHODS.join(', ')} (got "${values.method}")`);
-        if (values['pcap-tap'] !== undefined && (method === 'kernel' || method === 'gateway')) throw new UsageError('--pcap-tap needs sessionlb (method nat, dr or splice)');
+        if (values['pcap-tap'] !== undefined && (method === 'kernel' || method === 'gateway')) throw new UsageError('--pcap-tap needs sessionlb (method nat, dr, splice or handoff)');
         const t0 = performance.now();
         const st = await labUp({
           method,

@@ -35,9 +35,11 @@ import {
 } from './topology.js';
 
 export const METRICS_PORT = 9180;
+/** Method handoff: the port each backend's agent listens on (its eth0 address). */
+export const AGENT_PORT = 9190;
 
 export interface LabProcess {
-  role: 'nginx' | 'rtsp' | 'iperf3' | 'sessionlb';
+  role: 'nginx' | 'rtsp' | 'iperf3' | 'sessionlb' | 'agent';
   ns: string;
   backend?: string;
   pid: number;
@@ -115,7 +117,7 @@ export function missingPrerequisites(method: LabMethod): string[] {
 }
 
 /** sessionlb's config for the lab: both VIPs, the backends' fixed MACs, the TAPs, health checks. */
-export function sessionlbConfig(t: Topology, method: 'nat' | 'dr' | 'splice', opts: LabUpOptions = {}): Record<string, unknown> {
+export function sessionlbConfig(t: Topology, method: 'nat' | 'dr' | 'splice' | 'handoff', opts: LabUpOptions = {}): Record<string, unknown> {
   const interval = (opts.healthIntervalMs ?? 500) / 1000;
   // HTTP GET /health on nginx from lb's own address on the server LAN (a TCP check on iperf3's
   // port would hold iperf3's only control slot).
@@ -129,6 +131,8 @@ export function sessionlbConfig(t: Topology, method: 'nat' | 'dr' | 'splice', op
       {
         address: VIP,
         method,
+        // Handoff: HTTP only (the agents hand connections to an HTTP server; docs/handoff.md).
+        ...(method === 'handoff' ? { ports: [HTTP_PORT], handoff: { agentPort: AGENT_PORT } } : {}),
         scheduler: 'maglev',
         policy: 'session',
         rtspPorts: [RTSP_PORT],
@@ -144,7 +148,7 @@ export function sessionlbConfig(t: Topology, method: 'nat' | 'dr' | 'splice', op
         ports: [IPERF_PORT],
         // Splice is for the HTTP/RTSP VIP; bulk traffic stays NAT (the backends route through
         // sessionlb the same way for both).
-        method: method === 'splice' ? 'nat' : method,
+        method: method === 'splice' ? 'nat' : method === 'handoff' ? 'dr' : method,
         scheduler: 'sh',
         policy: 'client',
         healthCheck,
@@ -155,7 +159,7 @@ export function sessionlbConfig(t: Topology, method: 'nat' | 'dr' | 'splice', op
             {
               address: VIP6,
               ports: [HTTP_PORT],
-              method: method === 'splice' ? 'nat' : method, // splicing is IPv4 only
+              method: method === 'splice' ? 'nat' : method === 'handoff' ? 'dr' : method, // splicing and handoff are IPv4 only
               scheduler: 'maglev',
               healthCheck: { ...healthCheck, localAddress: LB_HEALTH_ADDR6 },
               backends: t.backends.map((b) => ({ id: `${b.id}-v6`, address: b.address6, mac: b.mac })),
@@ -269,7 +273,9 @@ function startServers(s: LabState): void {
     add('rtsp', ['/usr/bin/python3', join(root, 'lab', 'rtsp-server.py'), '--port', String(RTSP_PORT), '--id', b.id]);
     // DR: iperf3 binds the bulk VIP (on lo), so its UDP replies leave from the address the client
     // sent to; an unbound UDP socket would answer from the route's source and the client would drop it.
-    add('iperf3', ['iperf3', '-s', '-p', String(IPERF_PORT), ...(s.method === 'dr' ? ['-B', VIP_BULK] : [])]);
+    add('iperf3', ['iperf3', '-s', '-p', String(IPERF_PORT), ...(s.method === 'dr' || s.method === 'handoff' ? ['-B', VIP_BULK] : [])]);
+    // Handoff: the agent restores handed-off connections for its HTTP server process.
+    if (s.method === 'handoff') add('agent', [process.execPath, cliMain(), 'agent', '--listen', `${b.address}:${AGENT_PORT}`, '--id', b.id]);
   }
 }
 
@@ -278,7 +284,7 @@ async function waitServers(s: LabState, timeoutMs: number): Promise<void> {
   for (const b of s.topology.backends) {
     for (;;) {
       const ports = listeningPorts(b.ns);
-      if ([HTTP_PORT, RTSP_PORT, IPERF_PORT].every((p) => ports.has(p))) break;
+      if ([HTTP_PORT, RTSP_PORT, IPERF_PORT, ...(s.method === 'handoff' ? [AGENT_PORT] : [])].every((p) => ports.has(p))) break;
       const dead = s.processes.find((p) => p.ns === b.ns && !alive(p.pid));
       if (dead) throw new LabError(`${dead.role} in ${b.ns} exited: ${tail(dead.log)}`);
       if (Date.now() > deadline) throw new LabError(`servers in ${b.ns} not listening after ${timeoutMs} ms (have ${[...ports].join(', ')})`);
@@ -295,13 +301,16 @@ function tail(f: string): string {
   }
 }
 
-function startSessionlb(s: LabState, method: 'nat' | 'dr' | 'splice', opts: LabUpOptions): void {
-  const root = repoRoot();
+/** The CLI the lab starts (sessionlb run, agent): SESSIONLB_CLI or this checkout's build. */
+function cliMain(): string {
+  return process.env.SESSIONLB_CLI ? resolve(process.env.SESSIONLB_CLI) : join(repoRoot(), 'dist', 'host', 'cli', 'main.js');
+}
+
+function startSessionlb(s: LabState, method: 'nat' | 'dr' | 'splice' | 'handoff', opts: LabUpOptions): void {
   const config = join(s.dir, 'sessionlb.json');
   writeFileSync(config, JSON.stringify(sessionlbConfig(s.topology, method, opts), null, 2) + '\n');
   const logf = join(s.dir, 'sessionlb.log');
-  const main = process.env.SESSIONLB_CLI ? resolve(process.env.SESSIONLB_CLI) : join(root, 'dist', 'host', 'cli', 'main.js');
-  const pid = startDetached(s.topology.lb, [process.execPath, main, 'run', '--config', config, ...(opts.runArgs ?? [])], logf);
+  const pid = startDetached(s.topology.lb, [process.execPath, cliMain(), 'run', '--config', config, ...(opts.runArgs ?? [])], logf);
   s.processes.push({ role: 'sessionlb', ns: s.topology.lb, pid, log: logf });
   s.sessionlb = { pid, ns: s.topology.lb, metricsPort: METRICS_PORT, config, log: logf };
 }
@@ -312,8 +321,7 @@ function startGateway(s: LabState, opts: LabUpOptions): void {
   const config = join(s.dir, 'gateway.json');
   writeFileSync(config, JSON.stringify(gatewayLabConfig(s.topology, opts), null, 2) + '\n');
   const logf = join(s.dir, 'gateway.log');
-  const main = process.env.SESSIONLB_CLI ? resolve(process.env.SESSIONLB_CLI) : join(repoRoot(), 'dist', 'host', 'cli', 'main.js');
-  const pid = startDetached(s.topology.lb, [process.execPath, main, 'gateway', '--config', config], logf);
+  const pid = startDetached(s.topology.lb, [process.execPath, cliMain(), 'gateway', '--config', config], logf);
   s.processes.push({ role: 'sessionlb', ns: s.topology.lb, pid, log: logf });
   s.sessionlb = { pid, ns: s.topology.lb, metricsPort: LAB_GATEWAY_METRICS_PORT, config, log: logf };
 }
@@ -372,12 +380,14 @@ export function summary(s: LabState): LabSummary {
     prefix: s.prefix,
     dir: s.dir,
     vips: [
-      { address: VIP, ports: [HTTP_PORT, RTSP_PORT], service: 'http, rtsp (scheduled per flow; RTSP sessions kept whole by sessionlb)' },
+      s.method === 'handoff'
+        ? { address: VIP, ports: [HTTP_PORT], service: 'http (TCP handoff: each connection migrates to its backend\'s agent, replies go straight to the client)' }
+        : { address: VIP, ports: [HTTP_PORT, RTSP_PORT], service: 'http, rtsp (scheduled per flow; RTSP sessions kept whole by sessionlb)' },
       { address: VIP_BULK, ports: [IPERF_PORT], service: 'iperf3 tcp/udp (scheduled by client address)' },
       ...(t.ipv6 ? [{ address: VIP6, ports: [HTTP_PORT], service: 'http over IPv6' }] : []),
     ],
     clients: t.clients.map((c) => ({ id: c.id, ns: c.ns, address: c.address, seenAs: c.seenAs, behindNat: c.behindNat, ...(c.address6 ? { address6: c.address6, seenAs6: c.seenAs6 } : {}) })),
-    backends: t.backends.map((b) => ({ id: b.id, ns: b.ns, address: b.address, ...(b.address6 ? { address6: b.address6 } : {}), mac: b.mac, services: { http: HTTP_PORT, rtsp: RTSP_PORT, iperf3: IPERF_PORT } })),
+    backends: t.backends.map((b) => ({ id: b.id, ns: b.ns, address: b.address, ...(b.address6 ? { address6: b.address6 } : {}), mac: b.mac, services: { http: HTTP_PORT, rtsp: RTSP_PORT, iperf3: IPERF_PORT, ...(s.method === 'handoff' ? { agent: AGENT_PORT } : {}) } })),
     router: t.router,
     lb: { ns: t.lb, healthAddress: LB_HEALTH_ADDR, gateway: LB_SERVER_GW },
     sessionlb: s.sessionlb

@@ -9,7 +9,7 @@
 //   server LAN 10.88.2.0/24 (bridge br-srv in lb): router .1, backends .11-.13, lb kernel .253,
 //     sessionlb's (or, for method kernel, lb's) gateway address .254
 
-export const METHODS = ['nat', 'dr', 'splice', 'kernel', 'gateway'] as const;
+export const METHODS = ['nat', 'dr', 'splice', 'kernel', 'gateway', 'handoff'] as const;
 export type LabMethod = (typeof METHODS)[number];
 
 export const DEFAULT_PREFIX = 'slb-';
@@ -209,7 +209,8 @@ NFT`);
     ip(b.ns, `link set eth0 address ${b.mac}`);
     ip(b.ns, `addr add ${b.address}/24 dev eth0`);
     ip(b.ns, 'link set eth0 up');
-    if (method === 'dr') {
+    if (method === 'dr' || method === 'handoff') {
+      // One-way methods: the backend owns the VIPs (handoff: its agent's sockets are bound to them).
       for (const v of t.vips) ip(b.ns, `addr add ${v}/32 dev lo`);
       L.push(sysctls(b.ns, [['net.ipv4.conf.all.arp_ignore', 1], ['net.ipv4.conf.all.arp_announce', 2], ['net.ipv4.conf.eth0.arp_ignore', 1], ['net.ipv4.conf.eth0.arp_announce', 2]]));
       // Unbound sockets (the RTSP server's RTP) send from the service VIP, as the clients expect
