@@ -15,6 +15,8 @@ commands:
                                       three backends with nginx, an RTSP server and iperf3
   run --config FILE [--pcap-tap DIR]  live mode: balance traffic on TAP devices (root)
   gateway --config FILE               TCP gateway baseline: a full proxy choosing backends by content
+  agent --listen ADDR:PORT --id ID    TCP handoff agent of a backend: restores handed-off client
+                                      connections (TCP_REPAIR) for its HTTP server process (root)
   ui [--port N] [--host ADDR]         serve the browser view (a capture through the engine, in the
                                       page) on http://127.0.0.1:8080/
   help [command]                      this text, or a command's options
@@ -58,6 +60,10 @@ async function main(argv: string[]): Promise<number> {
     case 'gateway': {
       const { runGateway } = await import('./gateway.js');
       return runGateway(rest);
+    }
+    case 'agent': {
+      const { runAgent } = await import('./agent.js');
+      return runAgent(rest);
     }
     case 'help':
     case '--help':

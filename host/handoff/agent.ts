@@ -1,0 +1,441 @@
+// The handoff agent of one backend (docs/handoff.md): listens for front-end connections (one
+// long-lived TCP connection per front end, HANDOFF messages pipelined), recreates each client
+// connection as an established socket with TCP_REPAIR (native/repair.c), passes it to the server
+// process (host/handoff/server.ts, a forked child with a Node IPC channel: SCM_RIGHTS underneath)
+// and replies DONE with the status. Replies may come in any order; the front end matches them by id.
+//
+// API
+//   new Agent(opts: AgentOptions); await agent.start(); agent.address(); agent.snapshot();
+//   await agent.stop()
+//   agentArgs(opts): string[]             `sessionlb agent` arguments for those options
+//   spawnAgent(opts & { netns? }): Promise<SpawnedAgent>   runs `[ip netns exec NS] node
+//       dist/host/cli/main.js agent ...` and resolves once it logged "agent ready" (the lab's way
+//       to start an agent inside a backend's namespace)
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import net from 'node:net';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createLogger, type Logger } from '../live/log.js';
+import { DEFAULT_AGENT_PORT, HandoffReader, STATUS_NAMES, Status, encodeDone, type Handoff } from './protocol.js';
+import { loadRepairAddon, type RepairAddon, type RepairError } from './repair.js';
+import type { AgentMessage, ServerMessage } from './server.js';
+
+export interface AgentOptions {
+  /** Address and port to listen on for front ends (port default 9190). */
+  host: string;
+  port?: number;
+  /** The backend id the server process answers with (X-Backend, body). */
+  id: string;
+  /** Handed-off connections open at once (server process), incl. those being handed over; beyond: DONE 4. */
+  max?: number;
+  /** Handoffs waiting for the server process's acknowledgement at once; beyond: DONE 4. */
+  maxPending?: number;
+  /** Front-end connections at once; more are closed at accept. */
+  maxFrontends?: number;
+  /** How long the server process may take to take a socket before DONE 3. */
+  ackTimeoutMs?: number;
+  /** Delay before a crashed server process is started again. */
+  restartMs?: number;
+  logger?: Logger;
+}
+
+export interface AgentCounters {
+  /** HANDOFF messages received (well-formed or not). */
+  handoffs: number;
+  /** DONE replies by status. */
+  ok: number;
+  malformed: number;
+  repairFailed: number;
+  noServer: number;
+  busy: number;
+  /** Held request bytes put into restored receive queues. */
+  heldBytes: number;
+  /** Handed-off connections open in the server process now. */
+  open: number;
+  /** Handoffs waiting for the server process now. */
+  pending: number;
+  frontends: number;
+  frontendsTotal: number;
+  frontendsRefused: number;
+  /** Front-end connections closed for an unframeable message (unknown version/type, bad length). */
+  protocolClosed: number;
+  serverStarts: number;
+  serverExits: number;
+  /** Total time spent in the addon's restore(), microseconds. */
+  restoreMicros: number;
+  lastErrno: number;
+  lastStep: string;
+}
+
+interface Front {
+  sock: net.Socket;
+  reader: HandoffReader;
+  /** Handoffs of this connection not answered yet. */
+  inflight: number;
+  /** Close once inflight reaches 0 (end of stream, or an unframeable message). */
+  closing: boolean;
+}
+
+interface Pending {
+  front: Front;
+  id: number;
+  timer: NodeJS.Timeout;
+}
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+/** The server process's entry: server.js beside this file (dist), else server.ts (run under tsx). */
+function serverEntry(): string {
+  const js = join(here, 'server.js');
+  return existsSync(js) ? js : join(here, 'server.ts');
+}
+
+export class Agent {
+  readonly log: Logger;
+  private readonly opts: Required<Omit<AgentOptions, 'logger'>>;
+  private readonly addon: RepairAddon;
+  private listener: net.Server | null = null;
+  private child: ChildProcess | null = null;
+  private childReady = false;
+  private readonly fronts = new Set<Front>();
+  private readonly pending = new Map<number, Pending>();
+  private nextKey = 1;
+  private stopping = false;
+  private restartTimer: NodeJS.Timeout | null = null;
+  private readonly c: AgentCounters = {
+    handoffs: 0, ok: 0, malformed: 0, repairFailed: 0, noServer: 0, busy: 0, heldBytes: 0, open: 0, pending: 0,
+    frontends: 0, frontendsTotal: 0, frontendsRefused: 0, protocolClosed: 0, serverStarts: 0, serverExits: 0,
+    restoreMicros: 0, lastErrno: 0, lastStep: '',
+  };
+
+  constructor(opts: AgentOptions) {
+    this.opts = {
+      host: opts.host,
+      port: opts.port ?? DEFAULT_AGENT_PORT,
+      id: opts.id,
+      max: opts.max ?? 10_000,
+      maxPending: opts.maxPending ?? 1024,
+      maxFrontends: opts.maxFrontends ?? 64,
+      ackTimeoutMs: opts.ackTimeoutMs ?? 5000,
+      restartMs: opts.restartMs ?? 500,
+    };
+    this.log = opts.logger ?? createLogger({ fields: { component: 'handoff-agent', backend: opts.id } });
+    this.addon = loadRepairAddon();
+  }
+
+  /** Starts the server process (waits for it) and listens. Rejects (code AGENT_LISTEN) if it cannot listen. */
+  async start(): Promise<void> {
+    await this.startServer();
+    const srv = net.createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.accept(s));
+    this.listener = srv;
+    await new Promise<void>((resolve, reject) => {
+      srv.once('error', (e) => reject(Object.assign(new Error(`cannot listen on ${this.opts.host}:${this.opts.port}: ${e.message}`), { code: 'AGENT_LISTEN' })));
+      srv.listen({ host: this.opts.host, port: this.opts.port, backlog: 128 }, () => resolve());
+    }).catch(async (e) => {
+      await this.stopServer();
+      throw e;
+    });
+    srv.on('error', (e) => this.log.error('listener error', { error: e }));
+  }
+
+  address(): { host: string; port: number } {
+    const a = this.listener?.address();
+    return a && typeof a === 'object' ? { host: a.address, port: a.port } : { host: this.opts.host, port: this.opts.port };
+  }
+
+  snapshot(): AgentCounters {
+    return { ...this.c, pending: this.pending.size, frontends: this.fronts.size };
+  }
+
+  /** Stops listening, answers what is pending, closes front-end connections and the server process. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    const closed = this.listener ? new Promise<void>((r) => this.listener!.close(() => r())) : Promise.resolve();
+    for (const k of [...this.pending.keys()]) this.settle(k, false, 'agent stopping');
+    for (const f of this.fronts) f.sock.end();
+    await this.stopServer();
+    const t = setTimeout(() => {
+      for (const f of this.fronts) f.sock.destroy();
+    }, 1000);
+    await closed;
+    clearTimeout(t);
+  }
+
+  // ---- the server process ----
+
+  private startServer(): Promise<void> {
+    const child = fork(serverEntry(), ['--id', this.opts.id, '--max', String(this.opts.max)], {
+      env: { ...process.env, SESSIONLB_HANDOFF_SERVER: '1' },
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      serialization: 'json',
+    });
+    this.child = child;
+    this.childReady = false;
+    this.c.serverStarts++;
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('the server process did not start within 10 s')), 10_000);
+      child.on('message', (m: AgentMessage) => {
+        if (m.t === 'ready') {
+          this.childReady = true;
+          clearTimeout(timer);
+          this.log.info('server process ready', { pid: child.pid });
+          resolve();
+        } else if (m.t === 'ack') {
+          // An acceptance after the timeout answered DONE 3 still leaves a connection open there.
+          if (!this.pending.has(m.k)) {
+            if (m.ok) this.c.open++;
+          } else this.settle(m.k, m.ok, m.ok ? '' : m.reason);
+        } else if (m.t === 'closed') {
+          this.c.open = Math.max(0, this.c.open - m.n);
+        }
+      });
+      child.on('error', (e) => this.log.error('server process error', { error: e }));
+      child.on('exit', (code, signal) => {
+        clearTimeout(timer);
+        if (this.child === child) {
+          this.child = null;
+          this.childReady = false;
+        }
+        this.c.serverExits++;
+        this.c.open = 0;
+        for (const [k, p] of this.pending) if (p) this.settle(k, false, 'server process exited');
+        if (this.stopping) return;
+        this.log.error('server process exited', { code, signal, restartInMs: this.opts.restartMs });
+        reject(new Error(`the server process exited (code ${code}, signal ${signal})`));
+        this.restartTimer = setTimeout(() => {
+          this.restartTimer = null;
+          this.startServer().catch((e) => this.log.error('server process restart failed', { error: e }));
+        }, this.opts.restartMs);
+      });
+    });
+  }
+
+  private async stopServer(): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    child.kill('SIGTERM');
+    const t = setTimeout(() => child.kill('SIGKILL'), 3000);
+    await exited;
+    clearTimeout(t);
+  }
+
+  // ---- front ends ----
+
+  private accept(sock: net.Socket): void {
+    if (this.stopping || this.fronts.size >= this.opts.maxFrontends) {
+      this.c.frontendsRefused++;
+      this.log.warn('front-end connection refused', { remote: `${sock.remoteAddress}:${sock.remotePort}`, frontends: this.fronts.size });
+      sock.destroy();
+      return;
+    }
+    const f: Front = { sock, reader: new HandoffReader(), inflight: 0, closing: false };
+    this.fronts.add(f);
+    this.c.frontendsTotal++;
+    const remote = `${sock.remoteAddress}:${sock.remotePort}`;
+    this.log.info('front end connected', { remote });
+    sock.on('data', (chunk: Buffer) => {
+      if (f.closing) return;
+      for (const item of f.reader.push(chunk)) {
+        if (item.ok) {
+          this.handle(f, item.msg);
+          continue;
+        }
+        const e = item.error;
+        this.c.handoffs++;
+        this.log.warn('malformed HANDOFF', { remote, id: e.id, error: e.message, fatal: e.fatal });
+        if (e.id !== null) this.reply(f, e.id, Status.MALFORMED, 0);
+        else this.c.malformed++;
+        if (e.fatal) {
+          // Nothing after it can be framed: answer what is in flight, then close.
+          this.c.protocolClosed++;
+          f.closing = true;
+          sock.pause();
+          this.maybeClose(f);
+          return;
+        }
+      }
+    });
+    sock.on('end', () => {
+      const e = f.reader.end();
+      if (e) this.log.warn('front end closed inside a message', { remote, error: e.message });
+      f.closing = true;
+      this.maybeClose(f);
+    });
+    sock.on('error', (e) => this.log.warn('front-end connection error', { remote, error: e.message }));
+    sock.on('close', () => {
+      this.fronts.delete(f);
+      this.log.info('front end disconnected', { remote });
+    });
+  }
+
+  private maybeClose(f: Front): void {
+    if (f.closing && f.inflight === 0) f.sock.end();
+  }
+
+  private reply(f: Front, id: number, status: number, errno: number): void {
+    switch (status) {
+      case Status.OK: this.c.ok++; break;
+      case Status.MALFORMED: this.c.malformed++; break;
+      case Status.REPAIR_FAILED: this.c.repairFailed++; break;
+      case Status.NO_SERVER: this.c.noServer++; break;
+      default: this.c.busy++;
+    }
+    if (!f.sock.destroyed && f.sock.writable) f.sock.write(encodeDone({ id, status, errno: errno & 0xff }));
+  }
+
+  private handle(f: Front, h: Handoff): void {
+    this.c.handoffs++;
+    const conn = `${h.client}:${h.clientPort} -> ${h.vip}:${h.vipPort}`;
+    if (!this.childReady || !this.child) {
+      this.log.warn('handoff refused: no server process', { id: h.id, conn });
+      this.reply(f, h.id, Status.NO_SERVER, 0);
+      return;
+    }
+    if (this.c.open + this.pending.size >= this.opts.max || this.pending.size >= this.opts.maxPending) {
+      this.log.warn('handoff refused: busy', { id: h.id, conn, open: this.c.open, pending: this.pending.size });
+      this.reply(f, h.id, Status.BUSY, 0);
+      return;
+    }
+    const t0 = process.hrtime.bigint();
+    let fd: number;
+    try {
+      fd = this.addon.restore(h);
+    } catch (err) {
+      const e = err as RepairError;
+      this.c.lastErrno = e.errno ?? 0;
+      this.c.lastStep = e.step ?? '';
+      this.log.warn('handoff failed: restore', { id: h.id, conn, step: e.step, errno: e.errno, error: e.message });
+      this.reply(f, h.id, Status.REPAIR_FAILED, e.errno ?? 0);
+      return;
+    }
+    this.c.restoreMicros += Number(process.hrtime.bigint() - t0) / 1000;
+    this.c.heldBytes += h.data.length;
+    let sock: net.Socket;
+    try {
+      // Not read here: the held bytes stay queued for the server process.
+      sock = new net.Socket({ fd, readable: true, writable: true, pauseOnCreate: true } as net.SocketConstructorOpts);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      this.addon.closeSilently(fd);
+      this.log.warn('handoff failed: wrapping the socket', { id: h.id, conn, error: e.message });
+      this.reply(f, h.id, Status.REPAIR_FAILED, typeof e.errno === 'number' ? -e.errno : 0);
+      return;
+    }
+    const k = this.nextKey++;
+    f.inflight++;
+    this.pending.set(k, { front: f, id: h.id, timer: setTimeout(() => this.settle(k, false, 'no answer from the server process'), this.opts.ackTimeoutMs) });
+    const msg: ServerMessage = { t: 'conn', k };
+    this.child.send(msg, sock, (err) => {
+      if (err) this.settle(k, false, `passing the socket failed: ${err.message}`);
+    });
+    if (this.log.enabled('debug')) this.log.debug('handed off', { id: h.id, conn, held: h.data.length, k });
+  }
+
+  /** The server process's answer (or its absence) for handoff k: DONE 0 or 3. */
+  private settle(k: number, ok: boolean, reason: string): void {
+    const p = this.pending.get(k);
+    if (!p) return;
+    this.pending.delete(k);
+    clearTimeout(p.timer);
+    p.front.inflight--;
+    if (ok) {
+      this.c.open++;
+      this.reply(p.front, p.id, Status.OK, 0);
+    } else {
+      this.log.warn('handoff failed: server process', { id: p.id, reason });
+      this.reply(p.front, p.id, Status.NO_SERVER, 0);
+    }
+    this.maybeClose(p.front);
+  }
+}
+
+export { STATUS_NAMES };
+
+// ---- starting an agent from another process (the lab, tests) ----
+
+export interface SpawnAgentOptions {
+  host: string;
+  port?: number;
+  id: string;
+  max?: number;
+  logLevel?: 'debug' | 'info' | 'warn' | 'error';
+  /** Run inside this network namespace (`ip netns exec NS ...`, root). */
+  netns?: string;
+  /** The CLI entry (default dist/host/cli/main.js of this checkout). */
+  cli?: string;
+  /** Where the agent's JSON log lines go (default: discarded after start). */
+  onLog?: (line: string) => void;
+  timeoutMs?: number;
+}
+
+export interface SpawnedAgent {
+  child: ChildProcess;
+  /** SIGTERM, then the final counters the agent prints on stdout. */
+  stop(): Promise<AgentCounters | null>;
+}
+
+/** `sessionlb agent` arguments for these options. */
+export function agentArgs(o: { host: string; port?: number; id: string; max?: number; logLevel?: string }): string[] {
+  const a = ['agent', '--listen', `${o.host}:${o.port ?? DEFAULT_AGENT_PORT}`, '--id', o.id];
+  if (o.max !== undefined) a.push('--max', String(o.max));
+  if (o.logLevel) a.push('--log-level', o.logLevel);
+  return a;
+}
+
+function defaultCli(): string {
+  for (const p of [join(here, '../cli/main.js'), join(here, '../../dist/host/cli/main.js')]) if (existsSync(p)) return p;
+  throw new Error('dist/host/cli/main.js not found: run `npm run build:host`');
+}
+
+export function spawnAgent(o: SpawnAgentOptions): Promise<SpawnedAgent> {
+  const argv = [process.execPath, o.cli ?? defaultCli(), ...agentArgs(o)];
+  const cmd = o.netns ? ['ip', 'netns', 'exec', o.netns, ...argv] : argv;
+  const child = spawn(cmd[0], cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const stop = async (): Promise<AgentCounters | null> => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+    await exited;
+    clearTimeout(t);
+    try {
+      return JSON.parse(stdout) as AgentCounters;
+    } catch {
+      return null;
+    }
+  };
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    let ready = false;
+    const timer = setTimeout(() => {
+      if (!ready) {
+        child.kill('SIGKILL');
+        reject(new Error(`the agent did not get ready within ${o.timeoutMs ?? 15_000} ms: ${buf.slice(-2000)}`));
+      }
+    }, o.timeoutMs ?? 15_000);
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+      buf += d;
+      let i: number;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        o.onLog?.(line);
+        if (!ready && line.includes('"msg":"agent ready"')) {
+          ready = true;
+          clearTimeout(timer);
+          resolve({ child, stop });
+        }
+      }
+    });
+    child.once('exit', (code, signal) => {
+      if (!ready) {
+        clearTimeout(timer);
+        reject(new Error(`the agent exited before it was ready (code ${code}, signal ${signal}): ${buf.slice(-2000)}`));
+      }
+    });
+  });
+}
