@@ -252,6 +252,26 @@ s.on('close', () => { out({ ev: 'close' }); process.exit(0); });
 setTimeout(() => { out({ ev: 'timeout' }); process.exit(1); }, 20000);
 `;
 
+// HANDOFF_BENCH=1: restore() alone in a loop (each closed silently, then all kept open).
+const RESTORE_BENCH = `
+import { createRequire } from 'node:module';
+const a = createRequire(import.meta.url)(process.argv[2]);
+const N = Number(process.argv[4]);
+const data = Buffer.from('GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n');
+for (const keep of [false, true]) {
+  const fds = [];
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < N; i++) {
+    const fd = a.restore({ client: '10.95.0.80', clientPort: 10000 + i, vip: process.argv[3], vipPort: keep ? 8082 : 8081, sndNxt: 1000, rcvNxt: 2000,
+      sndWnd: 65535, rcvWnd: 65535, mss: 1460, flags: 7, sndWscale: 7, rcvWscale: 7, tsval: 12346, data });
+    if (keep) fds.push(fd); else a.closeSilently(fd);
+  }
+  const us = Number(process.hrtime.bigint() - t0) / 1000 / N;
+  console.log(\`restore(): \${N} calls, \${keep ? 'all kept open' : 'each closed silently'}: \${us.toFixed(1)} us each (\${Math.round(1e6 / us)}/s)\`);
+  for (const fd of fds) a.closeSilently(fd);
+}
+`;
+
 /** A child whose stdout is JSON lines; `next(ev)` waits for the next line with that ev. */
 function lines(child: ChildProcess) {
   const seen: Array<Record<string, unknown>> = [];
@@ -565,6 +585,13 @@ describe.skipIf(!isRoot)('sessionlb agent (root, network namespaces, real TCP_RE
       const counters = await small.stop();
       expect(counters).toMatchObject({ handoffs: 4, ok: 2, busy: 1, noServer: 1, serverStarts: 2, serverExits: 2, open: 0 });
     }
+  });
+
+  it.runIf(process.env.HANDOFF_BENCH === '1')('restore() alone: cost per call (HANDOFF_BENCH=1)', () => {
+    writeFileSync(join(dir, 'restore-bench.mjs'), RESTORE_BENCH);
+    const r = sh(ns(NSB, process.execPath, join(dir, 'restore-bench.mjs'), ADDON, VIP, process.env.HANDOFF_BENCH_N ?? '5000'), { timeout: 120_000 });
+    console.log(r.out.trim());
+    expect(r.code, r.err).toBe(0);
   });
 
   it('pipelined burst: every HANDOFF answered once, by id; cost per handoff', async () => {

@@ -117,7 +117,7 @@ export class Agent {
       max: opts.max ?? 10_000,
       maxPending: opts.maxPending ?? 1024,
       maxFrontends: opts.maxFrontends ?? 64,
-      ackTimeoutMs: opts.ackTimeoutMs ?? 5000,
+      ackTimeoutMs: opts.ackTimeoutMs ?? 2000,
       restartMs: opts.restartMs ?? 500,
     };
     this.log = opts.logger ?? createLogger({ fields: { component: 'handoff-agent', backend: opts.id } });
@@ -235,7 +235,7 @@ export class Agent {
     this.fronts.add(f);
     this.c.frontendsTotal++;
     const remote = `${sock.remoteAddress}:${sock.remotePort}`;
-    this.log.info('front end connected', { remote });
+    this.log.debug('front end connected', { remote });
     sock.on('data', (chunk: Buffer) => {
       if (f.closing) return;
       for (const item of f.reader.push(chunk)) {
@@ -267,7 +267,7 @@ export class Agent {
     sock.on('error', (e) => this.log.warn('front-end connection error', { remote, error: e.message }));
     sock.on('close', () => {
       this.fronts.delete(f);
-      this.log.info('front end disconnected', { remote });
+      this.log.debug('front end disconnected', { remote });
     });
   }
 
