@@ -405,7 +405,8 @@ describe.skipIf(!isRoot)('sessionlb agent (root, network namespaces, real TCP_RE
     for (const n of [NSC, NSB]) must(ns(n, 'python3', '-c', TXCSUM_OFF, 'eth0'));
     writeFileSync(join(dir, 'dumper.mjs'), DUMPER);
     writeFileSync(join(dir, 'client.mjs'), CLIENT_JS);
-    agent = await spawnAgent({ netns: NSB, host: AGENT, port: 9190, id: 'b1', logLevel: 'debug', onLog: (l) => agentLog.push(l) });
+    // --max-pending 16: the burst below must wait for the server process, not be refused.
+    agent = await spawnAgent({ netns: NSB, host: AGENT, port: 9190, id: 'b1', maxPending: 16, logLevel: 'debug', onLog: (l) => agentLog.push(l) });
   });
 
   afterAll(async () => {
@@ -594,7 +595,7 @@ describe.skipIf(!isRoot)('sessionlb agent (root, network namespaces, real TCP_RE
     expect(r.code, r.err).toBe(0);
   });
 
-  it('pipelined burst: every HANDOFF answered once, by id; cost per handoff', async () => {
+  it('pipelined burst beyond --max-pending: every HANDOFF answered once, by id, none refused; cost per handoff', async () => {
     const N = Number(process.env.HANDOFF_BURST ?? 500);
     const fe = new FrontEnd(AGENT, 9190);
     await fe.ready();
@@ -610,7 +611,8 @@ describe.skipIf(!isRoot)('sessionlb agent (root, network namespaces, real TCP_RE
     const counters = await agent.stop();
     writeFileSync(join(dir, 'agent.counters.json'), JSON.stringify(counters, null, 2));
     // 1 takeover + 1 duplicate + 4 on the failure connection + 1 bad version + N.
-    expect(counters).toMatchObject({ handoffs: 7 + N, ok: 2 + N, malformed: 2, repairFailed: 3, noServer: 0, busy: 0, serverStarts: 1 });
+    expect(counters).toMatchObject({ handoffs: 7 + N, ok: 2 + N, malformed: 2, repairFailed: 3, noServer: 0, busy: 0, serverStarts: 1, pending: 0 });
+    expect(counters!.paused).toBeGreaterThan(0); // the burst did wait for the server process
     console.log(`handoff agent: restore() alone ${(counters!.restoreMicros / (counters!.ok + counters!.repairFailed)).toFixed(1)} us per call`);
   });
 });

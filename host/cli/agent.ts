@@ -4,7 +4,7 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { parseArgs } from 'node:util';
 import { EXIT_FAIL, EXIT_OK, UsageError, report } from './errors.js';
 
-export const AGENT_USAGE = `usage: sessionlb agent --listen ADDR[:PORT] --id BACKEND_ID [--max N] [--log-level L]
+export const AGENT_USAGE = `usage: sessionlb agent --listen ADDR[:PORT] --id BACKEND_ID [--max N] [--max-pending N] [--log-level L]
 
 The backend side of TCP handoff (method "handoff"): accepts the front ends' connections on
 ADDR:PORT (default port 9190) and, for each HANDOFF message, recreates the client's TCP connection
@@ -18,6 +18,8 @@ options:
   --listen ADDR[:PORT]  address the front ends connect to                     required
   --id BACKEND_ID       the backend id the server process answers with        required
   --max N               handed-off connections open at once (more: DONE busy)  default 10000
+  --max-pending N       handoffs waiting for the server process at once; more
+                        wait unread in the front end's connection              default 1024
   --log-level L         debug, info, warn or error                            default info
   --help                this text
 
@@ -38,7 +40,7 @@ function parseListen(s: string): { host: string; port: number } {
 }
 
 export async function runAgent(argv: string[]): Promise<number> {
-  let opts: { host: string; port: number; id: string; max: number; level: 'debug' | 'info' | 'warn' | 'error' };
+  let opts: { host: string; port: number; id: string; max: number; maxPending: number; level: 'debug' | 'info' | 'warn' | 'error' };
   try {
     const { values } = parseArgs({
       args: argv,
@@ -46,6 +48,7 @@ export async function runAgent(argv: string[]): Promise<number> {
         listen: { type: 'string', short: 'l' },
         id: { type: 'string' },
         max: { type: 'string' },
+        'max-pending': { type: 'string' },
         'log-level': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -59,9 +62,11 @@ export async function runAgent(argv: string[]): Promise<number> {
     if (!/^[\w.:-]{1,64}$/.test(values.id)) throw new UsageError(`--id ${values.id}: 1..64 letters, digits, '_', '.', ':' or '-'`);
     const max = values.max === undefined ? 10_000 : Number(values.max);
     if (!Number.isInteger(max) || max < 1 || max > 1_000_000) throw new UsageError(`--max ${values.max}: must be an integer 1..1000000`);
+    const maxPending = values['max-pending'] === undefined ? 1024 : Number(values['max-pending']);
+    if (!Number.isInteger(maxPending) || maxPending < 1 || maxPending > 65536) throw new UsageError(`--max-pending ${values['max-pending']}: must be an integer 1..65536`);
     const level = (values['log-level'] ?? 'info') as 'debug' | 'info' | 'warn' | 'error';
     if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new UsageError(`--log-level ${level}: debug, info, warn or error`);
-    opts = { ...parseListen(values.listen), id: values.id, max, level };
+    opts = { ...parseListen(values.listen), id: values.id, max, maxPending, level };
   } catch (e) {
     return report(e, AGENT_USAGE);
   }
@@ -70,7 +75,7 @@ export async function runAgent(argv: string[]): Promise<number> {
   const log = createLogger({ level: opts.level, fields: { component: 'handoff-agent', backend: opts.id } });
   let agent: import('../handoff/agent.js').Agent;
   try {
-    agent = new Agent({ host: opts.host, port: opts.port, id: opts.id, max: opts.max, logger: log });
+    agent = new Agent({ host: opts.host, port: opts.port, id: opts.id, max: opts.max, maxPending: opts.maxPending, logger: log });
     await agent.start();
   } catch (e) {
     const err = e as Error & { code?: string };

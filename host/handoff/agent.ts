@@ -17,7 +17,7 @@ import net from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createLogger, type Logger } from '../live/log.js';
-import { DEFAULT_AGENT_PORT, HandoffReader, STATUS_NAMES, Status, encodeDone, type Handoff } from './protocol.js';
+import { DEFAULT_AGENT_PORT, HandoffReader, STATUS_NAMES, Status, encodeDone, type Framed, type Handoff } from './protocol.js';
 import { loadRepairAddon, type RepairAddon, type RepairError } from './repair.js';
 import type { AgentMessage, ServerMessage } from './server.js';
 
@@ -29,7 +29,8 @@ export interface AgentOptions {
   id: string;
   /** Handed-off connections open at once (server process), incl. those being handed over; beyond: DONE 4. */
   max?: number;
-  /** Handoffs waiting for the server process's acknowledgement at once; beyond: DONE 4. */
+  /** Handoffs waiting for the server process's acknowledgement at once; beyond, the agent stops
+   *  reading the front ends' connections until some are answered (TCP back-pressure, no refusal). */
   maxPending?: number;
   /** Front-end connections at once; more are closed at accept. */
   maxFrontends?: number;
@@ -60,6 +61,8 @@ export interface AgentCounters {
   frontendsRefused: number;
   /** Front-end connections closed for an unframeable message (unknown version/type, bad length). */
   protocolClosed: number;
+  /** Times a front end's connection was paused because maxPending handoffs waited for the server process. */
+  paused: number;
   serverStarts: number;
   serverExits: number;
   /** Total time spent in the addon's restore(), microseconds. */
@@ -71,10 +74,16 @@ export interface AgentCounters {
 interface Front {
   sock: net.Socket;
   reader: HandoffReader;
-  /** Handoffs of this connection not answered yet. */
+  /** Framed messages not handled yet (from `head`): they wait while maxPending handoffs are pending. */
+  queue: Framed<Handoff>[];
+  head: number;
+  paused: boolean;
+  /** Handoffs of this connection passed to the server process and not answered yet. */
   inflight: number;
-  /** Close once inflight reaches 0 (end of stream, or an unframeable message). */
-  closing: boolean;
+  /** An unframeable message came: nothing more is handled; closed once inflight reaches 0. */
+  fatal: boolean;
+  /** The front end finished sending: closed once the queue is handled and inflight reaches 0. */
+  ended: boolean;
 }
 
 interface Pending {
@@ -105,7 +114,7 @@ export class Agent {
   private restartTimer: NodeJS.Timeout | null = null;
   private readonly c: AgentCounters = {
     handoffs: 0, ok: 0, malformed: 0, repairFailed: 0, noServer: 0, busy: 0, heldBytes: 0, open: 0, pending: 0,
-    frontends: 0, frontendsTotal: 0, frontendsRefused: 0, protocolClosed: 0, serverStarts: 0, serverExits: 0,
+    frontends: 0, frontendsTotal: 0, frontendsRefused: 0, protocolClosed: 0, paused: 0, serverStarts: 0, serverExits: 0,
     restoreMicros: 0, lastErrno: 0, lastStep: '',
   };
 
@@ -231,37 +240,20 @@ export class Agent {
       sock.destroy();
       return;
     }
-    const f: Front = { sock, reader: new HandoffReader(), inflight: 0, closing: false };
+    const f: Front = { sock, reader: new HandoffReader(), queue: [], head: 0, paused: false, inflight: 0, fatal: false, ended: false };
     this.fronts.add(f);
     this.c.frontendsTotal++;
     const remote = `${sock.remoteAddress}:${sock.remotePort}`;
     this.log.debug('front end connected', { remote });
     sock.on('data', (chunk: Buffer) => {
-      if (f.closing) return;
-      for (const item of f.reader.push(chunk)) {
-        if (item.ok) {
-          this.handle(f, item.msg);
-          continue;
-        }
-        const e = item.error;
-        this.c.handoffs++;
-        this.log.warn('malformed HANDOFF', { remote, id: e.id, error: e.message, fatal: e.fatal });
-        if (e.id !== null) this.reply(f, e.id, Status.MALFORMED, 0);
-        else this.c.malformed++;
-        if (e.fatal) {
-          // Nothing after it can be framed: answer what is in flight, then close.
-          this.c.protocolClosed++;
-          f.closing = true;
-          sock.pause();
-          this.maybeClose(f);
-          return;
-        }
-      }
+      if (f.fatal) return;
+      for (const item of f.reader.push(chunk)) f.queue.push(item);
+      this.pump(f);
     });
     sock.on('end', () => {
       const e = f.reader.end();
       if (e) this.log.warn('front end closed inside a message', { remote, error: e.message });
-      f.closing = true;
+      f.ended = true;
       this.maybeClose(f);
     });
     sock.on('error', (e) => this.log.warn('front-end connection error', { remote, error: e.message }));
@@ -271,8 +263,42 @@ export class Agent {
     });
   }
 
+  /** Handles f's queued messages while fewer than maxPending handoffs wait; pauses reading f if some must wait. */
+  private pump(f: Front): void {
+    while (f.head < f.queue.length && !f.fatal && this.pending.size < this.opts.maxPending) {
+      const item = f.queue[f.head++];
+      if (item.ok) {
+        this.handle(f, item.msg);
+        continue;
+      }
+      const e = item.error;
+      this.c.handoffs++;
+      this.log.warn('malformed HANDOFF', { remote: `${f.sock.remoteAddress}:${f.sock.remotePort}`, id: e.id, error: e.message, fatal: e.fatal });
+      if (e.id !== null) this.reply(f, e.id, Status.MALFORMED, 0);
+      else this.c.malformed++;
+      if (e.fatal) {
+        // Nothing after it can be framed: answer what is in flight, then close.
+        this.c.protocolClosed++;
+        f.fatal = true;
+      }
+    }
+    if (f.head === f.queue.length || f.fatal) {
+      f.queue = [];
+      f.head = 0;
+    }
+    const wait = f.queue.length > 0 || f.fatal;
+    if (wait !== f.paused) {
+      f.paused = wait;
+      if (wait) {
+        f.sock.pause();
+        if (!f.fatal) this.c.paused++;
+      } else f.sock.resume();
+    }
+    this.maybeClose(f);
+  }
+
   private maybeClose(f: Front): void {
-    if (f.closing && f.inflight === 0) f.sock.end();
+    if ((f.fatal || (f.ended && f.queue.length === 0)) && f.inflight === 0 && !f.sock.writableEnded) f.sock.end();
   }
 
   private reply(f: Front, id: number, status: number, errno: number): void {
@@ -294,7 +320,7 @@ export class Agent {
       this.reply(f, h.id, Status.NO_SERVER, 0);
       return;
     }
-    if (this.c.open + this.pending.size >= this.opts.max || this.pending.size >= this.opts.maxPending) {
+    if (this.c.open + this.pending.size >= this.opts.max) {
       this.log.warn('handoff refused: busy', { id: h.id, conn, open: this.c.open, pending: this.pending.size });
       this.reply(f, h.id, Status.BUSY, 0);
       return;
@@ -349,6 +375,7 @@ export class Agent {
       this.reply(p.front, p.id, Status.NO_SERVER, 0);
     }
     this.maybeClose(p.front);
+    if (this.pending.size < this.opts.maxPending) for (const f of this.fronts) if (f.queue.length) this.pump(f);
   }
 }
 
@@ -361,6 +388,7 @@ export interface SpawnAgentOptions {
   port?: number;
   id: string;
   max?: number;
+  maxPending?: number;
   logLevel?: 'debug' | 'info' | 'warn' | 'error';
   /** Run inside this network namespace (`ip netns exec NS ...`, root). */
   netns?: string;
@@ -378,9 +406,10 @@ export interface SpawnedAgent {
 }
 
 /** `sessionlb agent` arguments for these options. */
-export function agentArgs(o: { host: string; port?: number; id: string; max?: number; logLevel?: string }): string[] {
+export function agentArgs(o: { host: string; port?: number; id: string; max?: number; maxPending?: number; logLevel?: string }): string[] {
   const a = ['agent', '--listen', `${o.host}:${o.port ?? DEFAULT_AGENT_PORT}`, '--id', o.id];
   if (o.max !== undefined) a.push('--max', String(o.max));
+  if (o.maxPending !== undefined) a.push('--max-pending', String(o.maxPending));
   if (o.logLevel) a.push('--log-level', o.logLevel);
   return a;
 }
