@@ -205,6 +205,22 @@ describe('handoff: after the agent answers', () => {
     expect(stats(eng)[21]).toBe(3); // handed-forwarded
   });
 
+  it('before DONE: a segment acknowledging the backend\'s bytes proves its socket exists and is forwarded; others are dropped', () => {
+    const eng = engine();
+    const p = new Peer(eng);
+    const { isn, msg, req, j } = openAndRequest(p, 42050, 300, 'GET / HTTP/1.1\r\n\r\n');
+    // A retransmission of the request (acks only our SYN-ACK): dropped.
+    expect(p.send(seg(42050, 301, isn + 1, F.ACK | F.PSH, { payload: req })).reason).toBe('splice');
+    // The server answered before its agent's DONE reached us: the client's ACK and FIN go through.
+    for (const f of [seg(42050, 301 + req.length, isn + 1 + 100, F.ACK), seg(42050, 301 + req.length, isn + 1 + 100, F.FIN | F.ACK)]) {
+      const r = p.send(f);
+      expect(r.verdict).toBe('backend');
+      expect(r.backendIndex).toBe(j);
+    }
+    expect(p.done(msg.id, 0).rc).toBe(0);
+    expect(p.send(seg(42050, 302 + req.length, isn + 1 + 101, F.ACK)).verdict).toBe('backend');
+  });
+
   it('a SYN inside a handed-off connection is not forwarded; after the client\'s FIN it starts a new one; an RST ends the entry at once', () => {
     const eng = engine();
     const p = new Peer(eng);

@@ -1034,6 +1034,12 @@ export function spliceHandoffDone(id: u32, status: u32, nowMs: u32): u32 {
 function handoffInput(d: usize, data: usize, caplen: u32, tcp: usize, hlen: u32, i: u32, e: usize, vip: u32, seq: u32, flags: u32, nowS: u32, nowMs: u32): void {
   const st = <u32>load<u8>(e + E_STATE);
   if (st == SP_HANDOFF) {
+    // The agent's DONE can arrive after the backend's first answer has reached the client (the
+    // server writes as soon as it has the socket). A segment acknowledging bytes beyond our ISN + 1
+    // proves the backend's socket exists: forwarded. Anything else is dropped until DONE (the
+    // client retransmits it); forwarded early it could reach a backend without the connection yet,
+    // whose RST would end it.
+    if ((flags & TH_ACK) && seqLt(load<u32>(e + E_OISN) + 1, bswap<u32>(load<u32>(tcp + 8)))) return handedForward(d, data, i, e, flags, nowMs);
     if (flags & TH_RST) entryFree(i);
     else stat(ST_HANDOFF_HELD);
     return absorb(d);
@@ -1045,6 +1051,11 @@ function handoffInput(d: usize, data: usize, caplen: u32, tcp: usize, hlen: u32,
     entryFree(i);
     return synCookie(d, data, caplen, tcp, hlen, keyPtr, vip, seq, nowS, nowMs);
   }
+  handedForward(d, data, i, e, flags, nowMs);
+}
+
+/** Forwards a client segment of a handed-off connection to its backend (Ethernet addresses only). */
+function handedForward(d: usize, data: usize, i: u32, e: usize, flags: u32, nowMs: u32): void {
   store<u32>(e + E_SEEN, nowMs);
   if (flags & TH_FIN) store<u8>(e + E_FIN, load<u8>(e + E_FIN) | 1);
   const j = <u32>load<u16>(e + E_BACKEND);

@@ -132,12 +132,13 @@ export function sessionlbConfig(t: Topology, method: 'nat' | 'dr' | 'splice' | '
         address: VIP,
         method,
         // Handoff: HTTP only (the agents hand connections to an HTTP server; docs/handoff.md).
-        ...(method === 'handoff' ? { ports: [HTTP_PORT], handoff: { agentPort: AGENT_PORT } } : {}),
+        // Its health check is the agent's port: a backend whose agent is gone cannot take connections.
+        ...(method === 'handoff' ? { ports: [HTTP_PORT], handoff: { agentPort: AGENT_PORT }, healthCheck: { ...healthCheck, type: 'tcp', port: AGENT_PORT, path: undefined } } : {}),
         scheduler: 'maglev',
         policy: 'session',
         rtspPorts: [RTSP_PORT],
         ...(opts.maxSessions ? { maxSessions: opts.maxSessions } : {}),
-        healthCheck,
+        ...(method === 'handoff' ? {} : { healthCheck }),
         // Transparent splicing: the backends see the real clients, and an RTSP server sends its
         // UDP media to the client (through sessionlb, the backends' gateway), not to the VIP.
         ...(method === 'splice' ? { splice: { source: 'client' } } : {}),

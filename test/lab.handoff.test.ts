@@ -1,0 +1,132 @@
+// TCP handoff in the lab (`sessionlb lab up --method handoff`, docs/handoff.md): sessionlb answers
+// the client's handshake with a SYN cookie, holds the HTTP request, picks the backend, and sends a
+// HANDOFF to that backend's agent, which recreates the connection with TCP_REPAIR and hands it to
+// its HTTP server; the backend answers the client directly with the VIP as source. Real curl and
+// wrk clients (one behind the NAT box), real kernels at both ends. Oracles: the server's X-Backend
+// and /whoami, tcpdump on the router's two legs (answers never cross the front LAN), tshark on the
+// client's capture (no bad checksum, no tcp.analysis flag, no second handshake), sessionlb's and the
+// agents' own counters.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { LabSummary } from '../host/lab/lab.js';
+import { Capture, countBy, httpBackends, labDirOf, labDown, labUnsupported, labUp, nsRun, nsRunAsync, ROOT, sleep, tsharkFields, testPrefix } from './helpers/lab.js';
+
+const PREFIX = testPrefix('h');
+const VIP = '10.88.0.100';
+const why = labUnsupported({ tap: true });
+if (why) console.warn(`lab.handoff tests skipped: ${why}`);
+const OUT = join(ROOT, 'test-output', 'lab', PREFIX.slice(0, -1));
+
+function metrics(lab: LabSummary): Record<string, number> {
+  const r = nsRun(lab.sessionlb!.ns, ['curl', '-s', '-m', '2', `http://127.0.0.1:${lab.sessionlb!.metricsPort}/metrics`]);
+  const out: Record<string, number> = {};
+  for (const m of r.stdout.matchAll(/^sessionlb_splice_events_total\{event="([^"]+)"\} (\d+)$/gm)) out[m[1]] = Number(m[2]);
+  return out;
+}
+
+describe.skipIf(!!why)('sessionlb live TCP handoff in the lab', () => {
+  let lab: LabSummary;
+  beforeAll(() => {
+    rmSync(OUT, { recursive: true, force: true });
+    mkdirSync(OUT, { recursive: true });
+    labDown(PREFIX);
+    lab = labUp(['--method', 'handoff', '--prefix', PREFIX]);
+  });
+  afterAll(() => {
+    labDown(PREFIX);
+    rmSync(OUT, { recursive: true, force: true });
+  });
+
+  it('HTTP: every request answered by a handed-off connection, spread over three backends, client addresses kept', async () => {
+    const before = metrics(lab);
+    const all: string[] = [];
+    for (const c of lab.clients.slice(0, 3)) {
+      const { backends, failures } = await httpBackends(c.ns, `http://${VIP}/`, 30);
+      expect(failures, c.id).toEqual([]);
+      expect(backends.length).toBe(30);
+      all.push(...backends);
+    }
+    const by = countBy(all);
+    for (const b of lab.backends) expect(by[b.id] ?? 0, JSON.stringify(by)).toBeGreaterThanOrEqual(10);
+    // The backends' sockets are the clients' own connections: they see the real client (or its NAT box).
+    for (const c of lab.clients) expect(nsRun(c.ns, ['curl', '-s', '-m', '3', `http://${VIP}/whoami`]).stdout.trim(), c.id).toBe(c.seenAs);
+    const after = metrics(lab);
+    const n = 90 + lab.clients.length;
+    expect(after.handoffs - (before.handoffs ?? 0)).toBe(n);
+    expect(after['handoffs-done'] - (before['handoffs-done'] ?? 0)).toBe(n);
+    expect(after['handoffs-failed'] ?? 0).toBe(before['handoffs-failed'] ?? 0);
+  });
+
+  it('keep-alive: later requests on a handed-off connection reach the same backend, forwarded one-way', () => {
+    const url = `http://${VIP}/`;
+    const r = nsRun(lab.clients[1].ns, ['curl', '-s', '-m', '5', '-D', '-', '-o', '/dev/null', url, '-o', '/dev/null', url, '-o', '/dev/null', url, '-o', '/dev/null', url]);
+    const ids = [...r.stdout.matchAll(/^x-backend:\s*(\S+)/gim)].map((m) => m[1]);
+    expect(ids.length, r.stdout).toBe(4);
+    expect(new Set(ids).size).toBe(1);
+  });
+
+  it('one-way: answers come from the backends through the router\'s server leg; the front LAN carries only sessionlb\'s handshake and ACKs; the client sees one clean handshake per connection (tshark)', async () => {
+    const front = new Capture(`${PREFIX}rtr`, 'front', join(OUT, 'rtr-front.pcap'), 'tcp port 80');
+    const srv = new Capture(`${PREFIX}rtr`, 'srv', join(OUT, 'rtr-srv.pcap'), 'tcp port 80');
+    const client = new Capture(lab.clients[0].ns, 'eth0', join(OUT, 'c1.pcap'), 'tcp port 80');
+    await Promise.all([front.ready(), srv.ready(), client.ready()]);
+    const { backends, failures } = await httpBackends(lab.clients[0].ns, `http://${VIP}/`, 20);
+    expect(await Promise.all([front.stop(), srv.stop(), client.stop()]), 'tcpdump dropped packets').toEqual([0, 0, 0]);
+    expect(failures).toEqual([]);
+    expect(backends.length).toBe(20);
+    const fromVip = (f: string, extra = '') => tsharkFields(f, `ip.src == ${VIP} && tcp.srcport == 80${extra}`, ['tcp.stream', 'tcp.flags']);
+    // sessionlb's own segments on the front leg: one SYN-ACK per connection and the ACK of the request, no data.
+    expect(fromVip(front.file, ' && tcp.len > 0')).toEqual([]);
+    expect(fromVip(front.file, ' && tcp.flags.syn == 1').length).toBe(20);
+    // Every answer came from a backend on the server leg, for every connection; nothing to the VIP there.
+    const answers = fromVip(srv.file, ' && tcp.len > 0');
+    expect(new Set(answers.map((x) => x[0])).size).toBe(20);
+    expect(fromVip(srv.file, ' && tcp.flags.syn == 1')).toEqual([]);
+    expect(tsharkFields(srv.file, `ip.dst == ${VIP}`, ['frame.number'])).toEqual([]);
+    // The client's view: one handshake per connection, no bad checksum, no retransmission, duplicate ACK or out-of-order.
+    expect(tsharkFields(client.file, 'tcp.flags.syn == 1 && tcp.flags.ack == 0', ['tcp.stream']).length).toBe(20);
+    expect(tsharkFields(client.file, 'tcp.checksum.status == 0 || ip.checksum.status == 0', ['frame.number'])).toEqual([]);
+    const flagged = tsharkFields(client.file, 'tcp.analysis.flags && !tcp.analysis.window_update', ['frame.number', '_ws.expert.message']);
+    expect(flagged, JSON.stringify(flagged.slice(0, 5))).toEqual([]);
+  });
+
+  it('wrk with keep-alive and with a new connection per request: no error; the agents account for every handoff', async () => {
+    const keep = await nsRunAsync(lab.clients[0].ns, ['timeout', '20', 'wrk', '-t1', '-c16', '-d3s', `http://${VIP}/`], { timeoutMs: 25_000 });
+    expect(keep.stdout, keep.stderr).toMatch(/Requests\/sec/);
+    expect(keep.stdout).not.toMatch(/Socket errors|Non-2xx/);
+    const close = await nsRunAsync(lab.clients[1].ns, ['timeout', '20', 'wrk', '-t1', '-c16', '-d3s', '-H', 'Connection: close', `http://${VIP}/`], { timeoutMs: 25_000 });
+    expect(close.stdout, close.stderr).toMatch(/Requests\/sec/);
+    // A client reusing a local port whose old connection the backend still holds in TIME_WAIT is
+    // served as the kernel would serve its SYN (docs/handoff.md): no failed handoff, no reset.
+    expect(close.stdout).not.toMatch(/Socket errors|Non-2xx/);
+    // wrk stops with connections mid-handoff: their DONEs land a moment later.
+    let m = metrics(lab);
+    for (let k = 0; k < 30 && m.handoffs !== (m['handoffs-done'] ?? 0) + (m['handoffs-failed'] ?? 0) + (m['handoff-timeouts'] ?? 0); k++) {
+      await sleep(100);
+      m = metrics(lab);
+    }
+    expect(m['handoffs-failed'] ?? 0).toBe(0);
+    expect(m['handoff-timeouts'] ?? 0).toBe(0);
+    expect(m.handoffs).toBe(m['handoffs-done']);
+  });
+
+  it('an agent that dies: its backend is marked down by the health check, new connections go to the others', async () => {
+    const dir = labDirOf(lab);
+    const st = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as { processes: { role: string; backend?: string; pid: number }[] };
+    const agent = st.processes.find((p) => p.role === 'agent' && p.backend === 'b2')!;
+    process.kill(agent.pid, 'SIGKILL');
+    // The TCP check on the agent's port fails twice at 0.5 s: down within about 1.3 s.
+    const deadline = Date.now() + 5000;
+    for (;;) {
+      const r = nsRun(lab.sessionlb!.ns, ['curl', '-s', '-m', '2', `http://127.0.0.1:${lab.sessionlb!.metricsPort}/metrics`]);
+      if (/^sessionlb_backend_up\{vip="10\.88\.0\.100",backend="b2"\} 0$/m.test(r.stdout)) break;
+      expect(Date.now(), 'b2 still up').toBeLessThan(deadline);
+      await sleep(100);
+    }
+    const { backends, failures } = await httpBackends(lab.clients[2].ns, `http://${VIP}/`, 30);
+    expect(failures).toEqual([]);
+    expect(backends.length).toBe(30);
+    expect(backends).not.toContain('b2');
+  });
+});
