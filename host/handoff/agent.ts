@@ -315,8 +315,8 @@ export class Agent {
   private handle(f: Front, h: Handoff): void {
     this.c.handoffs++;
     const conn = `${h.client}:${h.clientPort} -> ${h.vip}:${h.vipPort}`;
-    if (!this.childReady || !this.child) {
-      this.log.warn('handoff refused: no server process', { id: h.id, conn });
+    if (this.stopping || !this.childReady || !this.child) {
+      this.log.warn('handoff refused: no server process', { id: h.id, conn, stopping: this.stopping });
       this.reply(f, h.id, Status.NO_SERVER, 0);
       return;
     }
