@@ -39,7 +39,7 @@ describe('sessionlb run: usage and config errors', () => {
     expect(role.stderr).toContain('live.interfaces[0].role');
     const method = runCli(['run', '--config', cfg('gre', { vips: [{ ...vip, method: 'gre' }], live: live() })]);
     expect(method.code).toBe(1);
-    expect(method.stderr).toContain('"nat" and "dr"');
+    expect(method.stderr).toContain('"nat", "dr", "splice" and "handoff"');
     const hc = runCli(['run', '--config', cfg('hc', { vips: [{ ...vip, healthCheck: { type: 'smtp' } }], live: live() })]);
     expect(hc.code).toBe(1);
     expect(hc.stderr).toContain('vips[0].healthCheck.type');
