@@ -41,6 +41,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include <linux/sockios.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <linux/inet_diag.h>
 
 #ifndef TCP_REPAIR_ON
 #define TCP_REPAIR_ON 1
@@ -145,6 +148,68 @@ static int set_int(int fd, int level, int opt, int val) {
   return setsockopt(fd, level, opt, &val, sizeof val);
 }
 
+// TIME_WAIT sockets removed so that a client reusing its port could be restored (restore, below).
+static uint64_t time_wait_reclaimed = 0;
+
+// One NETLINK_SOCK_DIAG request for the TCP socket local:lport <-> remote:rport (all in network
+// order): SOCK_DIAG_BY_FAMILY answers its state, SOCK_DESTROY removes it. Returns the state (>= 0)
+// or 0 for SOCK_DESTROY's success, or -errno.
+static int sock_diag(int type, struct in_addr local, uint16_t lport, struct in_addr remote, uint16_t rport) {
+  int nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  if (nl < 0) return -errno;
+  struct {
+    struct nlmsghdr h;
+    struct inet_diag_req_v2 r;
+  } req;
+  memset(&req, 0, sizeof req);
+  req.h.nlmsg_len = sizeof req;
+  req.h.nlmsg_type = (uint16_t)type;
+  req.h.nlmsg_flags = NLM_F_REQUEST | (type == SOCK_DESTROY ? NLM_F_ACK : 0);
+  req.h.nlmsg_seq = 1;
+  req.r.sdiag_family = AF_INET;
+  req.r.sdiag_protocol = IPPROTO_TCP;
+  req.r.idiag_states = ~0u;
+  req.r.id.idiag_sport = lport;
+  req.r.id.idiag_dport = rport;
+  req.r.id.idiag_src[0] = local.s_addr;
+  req.r.id.idiag_dst[0] = remote.s_addr;
+  req.r.id.idiag_cookie[0] = INET_DIAG_NOCOOKIE;
+  req.r.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
+  struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
+  int rc = -EPROTO;
+  if (sendto(nl, &req, sizeof req, 0, (struct sockaddr *)&sa, sizeof sa) < 0) {
+    rc = -errno;
+  } else {
+    union {
+      char b[1024];
+      struct nlmsghdr h;
+    } buf;
+    ssize_t n = recv(nl, buf.b, sizeof buf.b, 0);
+    if (n < 0) {
+      rc = -errno;
+    } else if ((size_t)n >= sizeof(struct nlmsghdr) && buf.h.nlmsg_type == NLMSG_ERROR) {
+      rc = ((struct nlmsgerr *)NLMSG_DATA(&buf.h))->error;
+    } else if ((size_t)n >= NLMSG_LENGTH(sizeof(struct inet_diag_msg)) && buf.h.nlmsg_type == SOCK_DIAG_BY_FAMILY) {
+      rc = ((struct inet_diag_msg *)NLMSG_DATA(&buf.h))->idiag_state;
+    }
+  }
+  close(nl);
+  return rc;
+}
+
+// A client may open a new connection from a port whose previous connection to this backend is
+// still in TIME_WAIT here (the backend closed first). The kernel accepts such a SYN and replaces the
+// TIME_WAIT socket; a restored connection never brings a SYN, so restore does the replacing: it
+// removes the socket holding the 4-tuple, but only when that socket is in TIME_WAIT (or the
+// FIN_WAIT2 a closed socket waits in), never a live connection or a listener. Returns 1 if removed.
+static int reclaim_time_wait(struct in_addr local, uint16_t lport, struct in_addr remote, uint16_t rport) {
+  int st = sock_diag(SOCK_DIAG_BY_FAMILY, local, lport, remote, rport);
+  if (st != 6 /* TCP_TIME_WAIT */ && st != 5 /* TCP_FIN_WAIT2 */) return 0;
+  if (sock_diag(SOCK_DESTROY, local, lport, remote, rport) != 0) return 0;
+  time_wait_reclaimed++;
+  return 1;
+}
+
 static napi_value js_restore(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -228,7 +293,12 @@ static napi_value js_restore(napi_env env, napi_callback_info info) {
   STEP("TCP_REPAIR_QUEUE recv", set_int(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE));
   STEP("TCP_QUEUE_SEQ recv", set_int(fd, IPPROTO_TCP, TCP_QUEUE_SEQ, (int)rcv_nxt));
   struct sockaddr_in peer = {.sin_family = AF_INET, .sin_port = htons((uint16_t)client_port), .sin_addr = client};
-  STEP("connect", connect(fd, (struct sockaddr *)&peer, sizeof peer));
+  step = "connect";
+  if (connect(fd, (struct sockaddr *)&peer, sizeof peer) < 0) {
+    err = errno;
+    if (err != EADDRNOTAVAIL || !reclaim_time_wait(vip, local.sin_port, client, peer.sin_port)) goto fail;
+    STEP("connect", connect(fd, (struct sockaddr *)&peer, sizeof peer));
+  }
 
   struct tcp_repair_opt opts[4];
   int nopt = 0;
@@ -438,8 +508,18 @@ static napi_value js_close_silently(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// counters() -> { timeWaitReclaimed }: TIME_WAIT sockets restore has replaced (see reclaim_time_wait).
+static napi_value js_counters(napi_env env, napi_callback_info info) {
+  napi_value o, v;
+  if (napi_create_object(env, &o) != napi_ok) return NULL;
+  if (napi_create_double(env, (double)time_wait_reclaimed, &v) != napi_ok) return NULL;
+  if (napi_set_named_property(env, o, "timeWaitReclaimed", v) != napi_ok) return NULL;
+  return o;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
+    {"counters", NULL, js_counters, NULL, NULL, NULL, napi_enumerable, NULL},
     {"restore", NULL, js_restore, NULL, NULL, NULL, napi_enumerable, NULL},
     {"dump", NULL, js_dump, NULL, NULL, NULL, napi_enumerable, NULL},
     {"closeSilently", NULL, js_close_silently, NULL, NULL, NULL, napi_enumerable, NULL},

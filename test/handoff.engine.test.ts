@@ -239,6 +239,21 @@ describe('handoff: after the agent answers', () => {
     expect(sx(eng).splice_count()).toBe(0);
   });
 
+  it('a client reset while the HANDOFF waits: the entry goes, counted as abandoned; the late DONE finds nothing', () => {
+    const eng = engine();
+    const p = new Peer(eng);
+    const { isn, msg, req } = openAndRequest(p, 42150, 50, 'GET / HTTP/1.1\r\n\r\n');
+    expect(p.send(seg(42150, 51 + req.length, isn + 1, F.RST | F.ACK)).reason).toBe('splice');
+    expect(sx(eng).splice_count()).toBe(0);
+    expect(stats(eng)[23]).toBe(1);
+    expect(p.done(msg.id, 0).rc).toBe(1);
+    // Acknowledging the backend's bytes, the RST goes to the backend too (its socket exists).
+    const b = openAndRequest(p, 42151, 50, 'GET / HTTP/1.1\r\n\r\n');
+    expect(p.send(seg(42151, 51 + b.req.length, b.isn + 50, F.RST | F.ACK)).verdict).toBe('backend');
+    expect(stats(eng)[23]).toBe(2);
+    expect(sx(eng).splice_count()).toBe(0);
+  });
+
   it('DONE with an error status: the client is reset (our numbers), the entry is gone', () => {
     const eng = engine();
     const p = new Peer(eng);

@@ -116,6 +116,7 @@ const ST_HANDOFF_TIMEOUTS: u32 = 19; // no DONE in time (the client is reset)
 const ST_HANDOFF_HELD: u32 = 20; // client segments dropped while waiting for DONE (the client retransmits)
 const ST_HANDED_FORWARDED: u32 = 21; // client segments forwarded to a backend after the handoff
 const ST_HANDOFF_STRAY: u32 = 22; // non-SYN segments to a handoff VIP matching no connection and no cookie: dropped, not reset
+const ST_HANDOFF_ABANDONED: u32 = 23; // the client reset its connection while the HANDOFF waited for DONE
 
 const TH_FIN: u32 = 1;
 const TH_SYN: u32 = 2;
@@ -1040,8 +1041,10 @@ function handoffInput(d: usize, data: usize, caplen: u32, tcp: usize, hlen: u32,
     // client retransmits it); forwarded early it could reach a backend without the connection yet,
     // whose RST would end it.
     if ((flags & TH_ACK) && seqLt(load<u32>(e + E_OISN) + 1, bswap<u32>(load<u32>(tcp + 8)))) return handedForward(d, data, i, e, flags, nowMs);
-    if (flags & TH_RST) entryFree(i);
-    else stat(ST_HANDOFF_HELD);
+    if (flags & TH_RST) {
+      stat(ST_HANDOFF_ABANDONED);
+      entryFree(i);
+    } else stat(ST_HANDOFF_HELD);
     return absorb(d);
   }
   if ((flags & (TH_SYN | TH_ACK)) == TH_SYN) {
@@ -1062,7 +1065,10 @@ function handedForward(d: usize, data: usize, i: u32, e: usize, flags: u32, nowM
   emitL2(d, data, 0, true, backendPtr(j) + B_MAC, 0, 0, ET_IPV4);
   toBackendV(d, j);
   stat(ST_HANDED_FORWARDED);
-  if (flags & TH_RST) entryFree(i);
+  if (flags & TH_RST) {
+    if (<u32>load<u8>(e + E_STATE) == SP_HANDOFF) stat(ST_HANDOFF_ABANDONED);
+    entryFree(i);
+  }
 }
 
 /** Our TSval towards the backend: the client's latest, on our clock. */

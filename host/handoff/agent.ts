@@ -67,6 +67,8 @@ export interface AgentCounters {
   serverExits: number;
   /** Total time spent in the addon's restore(), microseconds. */
   restoreMicros: number;
+  /** TIME_WAIT sockets of an earlier connection on the same 4-tuple that restore() replaced. */
+  timeWaitReclaimed: number;
   lastErrno: number;
   lastStep: string;
 }
@@ -115,7 +117,7 @@ export class Agent {
   private readonly c: AgentCounters = {
     handoffs: 0, ok: 0, malformed: 0, repairFailed: 0, noServer: 0, busy: 0, heldBytes: 0, open: 0, pending: 0,
     frontends: 0, frontendsTotal: 0, frontendsRefused: 0, protocolClosed: 0, paused: 0, serverStarts: 0, serverExits: 0,
-    restoreMicros: 0, lastErrno: 0, lastStep: '',
+    restoreMicros: 0, timeWaitReclaimed: 0, lastErrno: 0, lastStep: '',
   };
 
   constructor(opts: AgentOptions) {
@@ -154,7 +156,7 @@ export class Agent {
   }
 
   snapshot(): AgentCounters {
-    return { ...this.c, pending: this.pending.size, frontends: this.fronts.size };
+    return { ...this.c, pending: this.pending.size, frontends: this.fronts.size, timeWaitReclaimed: this.addon.counters().timeWaitReclaimed };
   }
 
   /** Stops listening, answers what is pending, closes front-end connections and the server process. */

@@ -57,6 +57,8 @@ export interface RepairAddon {
   dump(fd: number, close?: boolean): DumpedSocket;
   /** Closes a socket in repair mode: the peer sees nothing. */
   closeSilently(fd: number): void;
+  /** Process-wide: TIME_WAIT sockets restore() replaced for a client reusing its port (docs/handoff.md). */
+  counters(): { timeWaitReclaimed: number };
 }
 
 export type RepairError = Error & { errno: number; step: string; code: string };

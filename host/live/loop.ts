@@ -816,7 +816,7 @@ export class LiveBalancer {
     const names = ['cookies-sent', 'cookies-valid', 'cookies-invalid', 'backend-syns', 'spliced', 'replay-segments', 'retransmits', 'give-ups',
       'closed', 'table-full', 'out-queue-full', 'bytes-buffered', 'request-too-big', 'rule-matched', 'session-matched', 'translated',
       ...(this.config.vips.some((v) => v.method === 'handoff')
-        ? ['handoffs', 'handoffs-done', 'handoffs-failed', 'handoff-timeouts', 'handoff-held', 'handed-forwarded', 'handoff-stray'] : [])];
+        ? ['handoffs', 'handoffs-done', 'handoffs-failed', 'handoff-timeouts', 'handoff-held', 'handed-forwarded', 'handoff-stray', 'handoff-abandoned'] : [])];
     const p = sx.splice_stats_ptr();
     const out: Record<string, number> = { connections: sx.splice_count(), capacity: sx.splice_capacity() };
     names.forEach((n, i) => (out[n] = Number(this.engine.dv.getBigUint64(p + 8 * i, true))));
