@@ -38,7 +38,7 @@ const SPECS: MethodSpec[] = [
   { method: 'nat', label: 'sessionlb nat', balancer: 'process', bulk: 'tcp+udp', what: 'sessionlb on two TAP devices, NAT (offload on: TCP super-frames up to 64 KiB cross the TAPs whole)' },
   { method: 'dr', label: 'sessionlb dr', balancer: 'process', bulk: 'tcp+udp', what: 'sessionlb, direct return (the backends answer the client past sessionlb)' },
   { method: 'splice', label: 'sessionlb splice', balancer: 'process', bulk: 'none', what: 'the HTTP/RTSP VIP spliced by the engine (docs/splice.md: SYN cookies, delayed binding on the request head, sequence translation; offload off); its bulk VIP stays NAT, so no layer-4 figures' },
-  { method: 'handoff', label: 'sessionlb handoff', balancer: 'process', bulk: 'none', what: 'TCP handoff: sessionlb accepts and inspects as in splicing, then the chosen backend recreates the connection and answers the client directly; the CPU column is the front end (sessionlb) only' },
+  { method: 'handoff', label: 'sessionlb handoff', balancer: 'process', bulk: 'none', what: "TCP handoff (docs/handoff.md): sessionlb accepts and inspects as in splicing, then the chosen backend's agent recreates the connection with TCP_REPAIR and passes it to its HTTP server process, which answers the client directly. The servers here are the agents' Node HTTP servers, not nginx (nginx cannot take a handed-off socket), so this row's requests/s and latency include a different server; the CPU column is the front end (sessionlb) only, the agents' CPU is given below the table; its bulk VIP is DR, so no layer-4 figures" },
   { method: 'gateway', label: 'TCP gateway', balancer: 'process', bulk: 'tcp', what: '`sessionlb gateway` in the lb namespace: a full proxy over Node sockets (two connections, bytes copied through user space; HTTP pinned per keep-alive connection), the bulk VIP proxied at layer 4 (TCP only)' },
 ];
 
@@ -115,6 +115,8 @@ interface Http {
   p99ms: number | null;
   /** Balancer process CPU seconds (user + system) per 10,000 requests. */
   cpuPer10k: number | null;
+  /** Handoff: the backends' agents and their server processes, CPU seconds per 10,000 requests. */
+  backendCpuPer10k?: number | null;
   errors: string[];
 }
 
@@ -190,11 +192,14 @@ function wrkPercentile(out: string, p: number): number | null {
 }
 
 /** One wrk run from namespace ns to the service VIP; the balancer's CPU sampled just before and after. */
-function wrk(ns: string, durationS: number, close: boolean, pid: number | null): Http {
+function wrk(ns: string, durationS: number, close: boolean, pid: number | null, backendPids: number[] = []): Http {
   const h: Http = { rps: null, requests: null, p50ms: null, p90ms: null, p99ms: null, cpuPer10k: null, errors: [] };
+  const sumCpu = () => backendPids.reduce((t, p) => t + (cpuSeconds(p) ?? 0), 0);
+  const b0 = backendPids.length ? sumCpu() : 0;
   const c0 = pid ? cpuSeconds(pid) : null;
   const w = nsRun(ns, ['timeout', String(durationS + 15), 'wrk', '-t', '1', '-c', String(CONNS), '-d', `${durationS}s`, '--timeout', '2s', '--latency', ...(close ? ['-H', 'Connection: close'] : []), `http://${VIP}:${HTTP_PORT}/`], { timeoutMs: (durationS + 20) * 1000 });
   const c1 = pid ? cpuSeconds(pid) : null;
+  const b1 = backendPids.length ? sumCpu() : 0;
   const rps = w.stdout.match(/Requests\/sec:\s+([\d.]+)/);
   const total = w.stdout.match(/(\d+) requests in/);
   if (!rps || !total) {
@@ -207,6 +212,7 @@ function wrk(ns: string, durationS: number, close: boolean, pid: number | null):
   h.p90ms = wrkPercentile(w.stdout, 90);
   h.p99ms = wrkPercentile(w.stdout, 99);
   if (c0 !== null && c1 !== null && h.requests > 0) h.cpuPer10k = ((c1 - c0) / h.requests) * 1e4;
+  if (backendPids.length && h.requests > 0) h.backendCpuPer10k = ((b1 - b0) / h.requests) * 1e4;
   else if (pid) h.errors.push(`balancer pid ${pid} gone during wrk`);
   const sock = w.stdout.match(/Socket errors:.*$/m);
   if (sock) h.errors.push(`wrk: ${sock[0]}`);
@@ -227,15 +233,17 @@ function measure(spec: MethodSpec, st: LabState, step: (s: string) => void): Lab
   const lb = spec.balancer === 'process' ? st.sessionlb : null;
   if (spec.balancer === 'process' && !lb) row.errors.push('lab up started no balancer process (state.sessionlb is null): no CPU figures');
   const pid = lb?.pid ?? null;
+  // Handoff moves work to the backends: their agents (and the server processes they fork) are measured too.
+  const agents = st.processes.filter((p) => p.role === 'agent').map((p) => p.pid);
   // Warm-up (not counted): JIT, ARP/neighbour entries, nginx workers, the balancer's tables.
   const warm = Math.min(2, seconds);
   step(`warm-up, wrk keep-alive ${warm} s`);
   wrk(client, warm, false, null);
   step(`wrk -c${CONNS} keep-alive ${seconds} s`);
-  row.keepAlive = wrk(client, seconds, false, pid);
+  row.keepAlive = wrk(client, seconds, false, pid, agents);
   step(`  ${showHttp(row.keepAlive)}`);
   step(`wrk -c${CONNS} Connection: close ${seconds} s`);
-  row.newConn = wrk(client, seconds, true, pid);
+  row.newConn = wrk(client, seconds, true, pid, agents);
   step(`  ${showHttp(row.newConn)}`);
   if (noL4 || spec.bulk === 'none') return row;
   step(`iperf3 TCP ${seconds} s`);
@@ -305,7 +313,7 @@ function section(rows: LabRow[], info: RunInfo): string {
   const seconds = info.seconds;
   const L: string[] = ['<!-- lab:begin -->', `## Live: the lab, application level (${rows.map((r) => r.method).join(', ')})`, ''];
   L.push(
-    `Produced by \`npm run bench:lab\` (bench/lab.ts; \`-- --help\` for its options), ${seconds} s per figure, methods ${rows.map((r) => r.method).join(', ')}: one fresh lab per method (\`sessionlb lab up --method M\`, docs/lab.md), same topology, client c1 through the router to the service VIP ${VIP}:${HTTP_PORT} (three nginx backends). Before each method's first figure a ${Math.min(2, seconds)} s keep-alive wrk run warms it up (not counted). The rows:`,
+    `Produced by \`npm run bench:lab\` (bench/lab.ts; \`-- --help\` for its options), ${seconds} s per figure, methods ${rows.map((r) => r.method).join(', ')}: one fresh lab per method (\`sessionlb lab up --method M\`, docs/lab.md), same topology, client c1 through the router to the service VIP ${VIP}:${HTTP_PORT} (three nginx backends; handoff: the agents' HTTP servers). Before each method's first figure a ${Math.min(2, seconds)} s keep-alive wrk run warms it up (not counted). The rows:`,
     '',
     ...rows.map((r) => `- ${r.label} (\`--method ${r.method}\`): ${SPECS.find((s) => s.method === r.method)!.what}.`),
     '',
@@ -322,6 +330,10 @@ function section(rows: LabRow[], info: RunInfo): string {
     const k = r.keepAlive;
     const n = r.newConn;
     L.push(`| ${r.label} | ${fmt(k?.rps, 0)} | ${fmt(k?.p50ms, 3)} | ${fmt(k?.p99ms, 3)} | ${cpu(r, k)} | ${fmt(n?.rps, 0)} | ${fmt(n?.p50ms, 3)} | ${fmt(n?.p99ms, 3)} | ${cpu(r, n)} |`);
+  }
+  for (const r of rows) {
+    if (r.keepAlive?.backendCpuPer10k == null && r.newConn?.backendCpuPer10k == null) continue;
+    L.push('', `${r.label}: the backends' agents and their HTTP server processes used ${fmt(r.keepAlive?.backendCpuPer10k, 3)} CPU s per 10k requests with keep-alive (no handoff after the first request of a connection) and ${fmt(r.newConn?.backendCpuPer10k, 3)} with a new connection per request (one TCP_REPAIR restore and one descriptor passed to the server process per request); in the other rows that serving work is nginx's and not measured.`);
   }
   const kernel = rows.find((r) => r.method === 'kernel');
   const nat = rows.find((r) => r.method === 'nat');
@@ -342,7 +354,7 @@ function section(rows: LabRow[], info: RunInfo): string {
   }
   const l4 = rows.filter((r) => r.tcpGbps !== null || r.udpMbps !== null || r.smallUdpKpps !== null);
   if (l4.length) {
-    L.push('', `Layer 4 on the bulk VIP ${VIP_BULK}:${IPERF_PORT}, iperf3 from c1, ${seconds} s each: one TCP stream (receiver's rate; balancer CPU seconds per GB received), 1400-byte and 64-byte UDP datagrams at unlimited rate (what reached the server; loss is the sender's excess over what the path carried). Methods whose bulk VIP is plain NAT again (splice, handoff) are not repeated here; the gateway proxies TCP only.`, '');
+    L.push('', `Layer 4 on the bulk VIP ${VIP_BULK}:${IPERF_PORT}, iperf3 from c1, ${seconds} s each: one TCP stream (receiver's rate; balancer CPU seconds per GB received), 1400-byte and 64-byte UDP datagrams at unlimited rate (what reached the server; loss is the sender's excess over what the path carried). Methods whose bulk VIP is plain NAT or DR again (splice: NAT, handoff: DR) are not repeated here; the gateway proxies TCP only.`, '');
     L.push('| method | iperf3 TCP Gbit/s | CPU s / GB | iperf3 UDP 1400 B Mbit/s (loss %) | UDP 64 B kpps received (loss %) |');
     L.push('|---|---:|---:|---:|---:|');
     const udp = (v: number | null, loss: number | null, d: number) => (v === null ? '-' : `${fmt(v, d)} (${fmt(loss, 1)})`);
