@@ -39,6 +39,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 #include <linux/sockios.h>
 #include <linux/netlink.h>
@@ -508,6 +509,72 @@ static napi_value js_close_silently(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// passFd(path, fd, msg): sends msg (a Uint8Array, at most 4096 bytes) and a duplicate of descriptor
+// fd in one datagram (SCM_RIGHTS) to the Unix datagram socket bound at path: how the agent hands a
+// restored connection to a server process that is not its child (docs/handoff.md "Other servers").
+// The caller keeps its own fd (and closes it). Throws Error with errno/step/code.
+static napi_value js_pass_fd(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3) {
+    napi_throw_type_error(env, NULL, "passFd(path, fd, msg)");
+    return NULL;
+  }
+  char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+  size_t plen = 0;
+  if (napi_get_value_string_utf8(env, argv[0], path, sizeof path, &plen) != napi_ok || plen == 0 || plen >= sizeof path - 1) {
+    napi_throw_type_error(env, NULL, "passFd: path must be a string of 1..106 bytes");
+    return NULL;
+  }
+  int32_t fd = -1;
+  if (napi_get_value_int32(env, argv[1], &fd) != napi_ok || fd < 0) {
+    napi_throw_type_error(env, NULL, "passFd: fd must be a descriptor");
+    return NULL;
+  }
+  bool is_ta = false, ok = false;
+  void *data = NULL;
+  size_t len = 0;
+  napi_is_typedarray(env, argv[2], &is_ta);
+  if (is_ta) {
+    napi_typedarray_type tt;
+    napi_value ab;
+    size_t off;
+    ok = napi_get_typedarray_info(env, argv[2], &tt, &len, &data, &ab, &off) == napi_ok && tt == napi_uint8_array;
+  }
+  if (!ok) {
+    napi_throw_type_error(env, NULL, "passFd: msg must be a Uint8Array (or Buffer)");
+    return NULL;
+  }
+  if (len > 4096) {
+    napi_throw_range_error(env, NULL, "passFd: msg larger than 4096 bytes");
+    return NULL;
+  }
+  int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return throw_step(env, "passFd", "socket", errno);
+  struct sockaddr_un to = {.sun_family = AF_UNIX};
+  memcpy(to.sun_path, path, plen);
+  char one = 0;
+  struct iovec iov = {.iov_base = len ? data : &one, .iov_len = len ? len : 1};
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } ctl;
+  memset(&ctl, 0, sizeof ctl);
+  struct msghdr mh = {.msg_name = &to, .msg_namelen = sizeof to, .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf};
+  struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(c), &fd, sizeof(int));
+  if (sendmsg(s, &mh, MSG_DONTWAIT) < 0) {
+    int err = errno;
+    close(s);
+    return throw_step(env, "passFd", "sendmsg", err);
+  }
+  close(s);
+  return NULL;
+}
+
 // counters() -> { timeWaitReclaimed }: TIME_WAIT sockets restore has replaced (see reclaim_time_wait).
 static napi_value js_counters(napi_env env, napi_callback_info info) {
   napi_value o, v;
@@ -520,6 +587,7 @@ static napi_value js_counters(napi_env env, napi_callback_info info) {
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"counters", NULL, js_counters, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"passFd", NULL, js_pass_fd, NULL, NULL, NULL, napi_enumerable, NULL},
     {"restore", NULL, js_restore, NULL, NULL, NULL, napi_enumerable, NULL},
     {"dump", NULL, js_dump, NULL, NULL, NULL, napi_enumerable, NULL},
     {"closeSilently", NULL, js_close_silently, NULL, NULL, NULL, napi_enumerable, NULL},

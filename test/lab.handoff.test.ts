@@ -1,7 +1,8 @@
 // TCP handoff in the lab (`sessionlb lab up --method handoff`, docs/handoff.md): sessionlb answers
-// the client's handshake with a SYN cookie, holds the HTTP request, picks the backend, and sends a
-// HANDOFF to that backend's agent, which recreates the connection with TCP_REPAIR and hands it to
-// its HTTP server; the backend answers the client directly with the VIP as source. Real curl and
+// the client's handshake with a SYN cookie, holds the HTTP or RTSP request, picks the backend, and
+// sends a HANDOFF to that backend's agent, which recreates the connection with TCP_REPAIR and hands
+// it to its HTTP server process, or (RTSP) to the GStreamer RTSP server through a Unix socket; the
+// backend answers the client directly with the VIP as source. Real curl and
 // wrk clients (one behind the NAT box), real kernels at both ends. Oracles: the server's X-Backend
 // and /whoami, tcpdump on the router's two legs (answers never cross the front LAN), tshark on the
 // client's capture (no bad checksum, no tcp.analysis flag, no second handshake), sessionlb's and the
@@ -10,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LabSummary } from '../host/lab/lab.js';
-import { Capture, countBy, httpBackends, labDirOf, labDown, labUnsupported, labUp, nsRun, nsRunAsync, ROOT, sleep, tsharkFields, testPrefix } from './helpers/lab.js';
+import { Capture, countBy, httpBackends, labDirOf, labDown, labUnsupported, labUp, nsRun, nsRunAsync, ROOT, rtspClient, sleep, tsharkFields, testPrefix } from './helpers/lab.js';
 
 const PREFIX = testPrefix('h');
 const VIP = '10.88.0.100';
@@ -128,6 +129,30 @@ describe.skipIf(!!why)('sessionlb live TCP handoff in the lab', () => {
     const b = lab.backends.find((x) => x.id === ids[0])!;
     const tw = nsRun(b.ns, ['ss', '-Htn', 'state', 'time-wait', 'dst', `${c.address}:47123`]).stdout.trim().split('\n').filter((l) => l);
     expect(tw.length).toBe(1); // the last one's; the two before were replaced
+  });
+
+  it('RTSP handed off to the real GStreamer server (transfer_connection): ffmpeg over TCP and over UDP receives media, which never crosses the front LAN', async () => {
+    const front = new Capture(`${PREFIX}rtr`, 'front', join(OUT, 'rtsp-front.pcap'), 'tcp port 8554 or udp');
+    const srv = new Capture(`${PREFIX}rtr`, 'srv', join(OUT, 'rtsp-srv.pcap'), 'tcp port 8554 or udp');
+    await Promise.all([front.ready(), srv.ready()]);
+    const before = metrics(lab);
+    const [tcp, udp] = await Promise.all([
+      rtspClient(lab.clients[0].ns, `rtsp://${VIP}:8554/test`, 3, 'tcp'),
+      rtspClient(lab.clients[1].ns, `rtsp://${VIP}:8554/test`, 3, 'udp'),
+    ]);
+    expect(await Promise.all([front.stop(), srv.stop()]), 'tcpdump dropped packets').toEqual([0, 0]);
+    for (const r of [tcp, udp]) {
+      expect(r.code, r.stderr.slice(-600)).toBe(0);
+      expect(r.frames).toBeGreaterThanOrEqual(50);
+      expect(r.missed).toBe(0);
+    }
+    // Each control connection was handed off (an RTSP client opens one).
+    expect(metrics(lab)['handoffs-done'] - before['handoffs-done']).toBeGreaterThanOrEqual(2);
+    // From the VIP on the front leg: sessionlb's SYN-ACKs and ACKs only, no RTSP response, no media.
+    expect(tsharkFields(front.file, `ip.src == ${VIP} && (tcp.len > 0 || udp)`, ['frame.number'])).toEqual([]);
+    // On the server leg: the RTSP responses (and interleaved media) to c1, the UDP media to c2.
+    expect(tsharkFields(srv.file, `ip.src == ${VIP} && ip.dst == ${lab.clients[0].address} && tcp.len > 0`, ['frame.number']).length).toBeGreaterThanOrEqual(50);
+    expect(tsharkFields(srv.file, `ip.src == ${VIP} && ip.dst == ${lab.clients[1].address} && udp`, ['frame.number']).length).toBeGreaterThanOrEqual(50);
   });
 
   it('wrk with keep-alive and with a new connection per request: no error; the agents account for every handoff', async () => {

@@ -4,7 +4,7 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { parseArgs } from 'node:util';
 import { EXIT_FAIL, EXIT_OK, UsageError, report } from './errors.js';
 
-export const AGENT_USAGE = `usage: sessionlb agent --listen ADDR[:PORT] --id BACKEND_ID [--max N] [--max-pending N] [--log-level L]
+export const AGENT_USAGE = `usage: sessionlb agent --listen ADDR[:PORT] --id BACKEND_ID [--pass PORT=PATH]... [--max N] [--max-pending N] [--log-level L]
 
 The backend side of TCP handoff (method "handoff"): accepts the front ends' connections on
 ADDR:PORT (default port 9190) and, for each HANDOFF message, recreates the client's TCP connection
@@ -17,6 +17,11 @@ Needs CAP_NET_ADMIN (root) and the native addon (node native/build.mjs). docs/ha
 options:
   --listen ADDR[:PORT]  address the front ends connect to                     required
   --id BACKEND_ID       the backend id the server process answers with        required
+  --pass PORT=PATH      connections to VIP port PORT go to another server
+                        process instead: the descriptor and a JSON line
+                        {client, clientPort, vip, vipPort} in one datagram
+                        (SCM_RIGHTS) to the Unix datagram socket at PATH
+                        (repeatable; e.g. the lab's RTSP server, 8554)
   --max N               handed-off connections open at once (more: DONE busy)  default 10000
   --max-pending N       handoffs waiting for the server process at once; more
                         wait unread in the front end's connection              default 1024
@@ -40,7 +45,7 @@ function parseListen(s: string): { host: string; port: number } {
 }
 
 export async function runAgent(argv: string[]): Promise<number> {
-  let opts: { host: string; port: number; id: string; max: number; maxPending: number; level: 'debug' | 'info' | 'warn' | 'error' };
+  let opts: { host: string; port: number; id: string; max: number; maxPending: number; level: 'debug' | 'info' | 'warn' | 'error'; pass: Record<number, string> };
   try {
     const { values } = parseArgs({
       args: argv,
@@ -49,6 +54,7 @@ export async function runAgent(argv: string[]): Promise<number> {
         id: { type: 'string' },
         max: { type: 'string' },
         'max-pending': { type: 'string' },
+        pass: { type: 'string', multiple: true },
         'log-level': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -66,7 +72,13 @@ export async function runAgent(argv: string[]): Promise<number> {
     if (!Number.isInteger(maxPending) || maxPending < 1 || maxPending > 65536) throw new UsageError(`--max-pending ${values['max-pending']}: must be an integer 1..65536`);
     const level = (values['log-level'] ?? 'info') as 'debug' | 'info' | 'warn' | 'error';
     if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new UsageError(`--log-level ${level}: debug, info, warn or error`);
-    opts = { ...parseListen(values.listen), id: values.id, max, maxPending, level };
+    const pass: Record<number, string> = {};
+    for (const p of values.pass ?? []) {
+      const m = /^(\d+)=(\/.+)$/.exec(p);
+      if (!m || +m[1] < 1 || +m[1] > 65535 || Buffer.byteLength(m[2]) > 106) throw new UsageError(`--pass ${p}: must be PORT=PATH (a port 1..65535, an absolute path of at most 106 bytes)`);
+      pass[+m[1]] = m[2];
+    }
+    opts = { ...parseListen(values.listen), id: values.id, max, maxPending, level, pass };
   } catch (e) {
     return report(e, AGENT_USAGE);
   }
@@ -75,7 +87,7 @@ export async function runAgent(argv: string[]): Promise<number> {
   const log = createLogger({ level: opts.level, fields: { component: 'handoff-agent', backend: opts.id } });
   let agent: import('../handoff/agent.js').Agent;
   try {
-    agent = new Agent({ host: opts.host, port: opts.port, id: opts.id, max: opts.max, maxPending: opts.maxPending, logger: log });
+    agent = new Agent({ host: opts.host, port: opts.port, id: opts.id, max: opts.max, maxPending: opts.maxPending, pass: opts.pass, logger: log });
     await agent.start();
   } catch (e) {
     const err = e as Error & { code?: string };

@@ -12,7 +12,7 @@
 //       dist/host/cli/main.js agent ...` and resolves once it logged "agent ready" (the lab's way
 //       to start an agent inside a backend's namespace)
 import { fork, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync } from 'node:fs';
 import net from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -38,6 +38,12 @@ export interface AgentOptions {
   ackTimeoutMs?: number;
   /** Delay before a crashed server process is started again. */
   restartMs?: number;
+  /**
+   * VIP port -> Unix datagram socket path: connections to that port go to another server process
+   * (not the agent's HTTP child): the descriptor and a JSON line {client, clientPort, vip, vipPort}
+   * in one datagram with SCM_RIGHTS (docs/handoff.md "Other servers").
+   */
+  pass?: Record<number, string>;
   logger?: Logger;
 }
 
@@ -69,6 +75,8 @@ export interface AgentCounters {
   restoreMicros: number;
   /** TIME_WAIT sockets of an earlier connection on the same 4-tuple that restore() replaced. */
   timeWaitReclaimed: number;
+  /** Connections passed to another server process (--pass). */
+  passed: number;
   lastErrno: number;
   lastStep: string;
 }
@@ -117,7 +125,7 @@ export class Agent {
   private readonly c: AgentCounters = {
     handoffs: 0, ok: 0, malformed: 0, repairFailed: 0, noServer: 0, busy: 0, heldBytes: 0, open: 0, pending: 0,
     frontends: 0, frontendsTotal: 0, frontendsRefused: 0, protocolClosed: 0, paused: 0, serverStarts: 0, serverExits: 0,
-    restoreMicros: 0, timeWaitReclaimed: 0, lastErrno: 0, lastStep: '',
+    restoreMicros: 0, timeWaitReclaimed: 0, passed: 0, lastErrno: 0, lastStep: '',
   };
 
   constructor(opts: AgentOptions) {
@@ -130,6 +138,7 @@ export class Agent {
       maxFrontends: opts.maxFrontends ?? 64,
       ackTimeoutMs: opts.ackTimeoutMs ?? 2000,
       restartMs: opts.restartMs ?? 500,
+      pass: opts.pass ?? {},
     };
     this.log = opts.logger ?? createLogger({ fields: { component: 'handoff-agent', backend: opts.id } });
     this.addon = loadRepairAddon();
@@ -317,6 +326,8 @@ export class Agent {
   private handle(f: Front, h: Handoff): void {
     this.c.handoffs++;
     const conn = `${h.client}:${h.clientPort} -> ${h.vip}:${h.vipPort}`;
+    const passTo = this.opts.pass[h.vipPort];
+    if (passTo !== undefined) return this.passOn(f, h, conn, passTo);
     if (this.stopping || !this.childReady || !this.child) {
       this.log.warn('handoff refused: no server process', { id: h.id, conn, stopping: this.stopping });
       this.reply(f, h.id, Status.NO_SERVER, 0);
@@ -360,6 +371,46 @@ export class Agent {
       if (err) this.settle(k, false, `passing the socket failed: ${err.message}`);
     });
     if (this.log.enabled('debug')) this.log.debug('handed off', { id: h.id, conn, held: h.data.length, k });
+  }
+
+  /**
+   * --pass: the restored connection goes to another server process over a Unix datagram socket
+   * (descriptor + JSON line); DONE 0 as soon as the kernel has queued it there, 3 if it cannot be.
+   */
+  private passOn(f: Front, h: Handoff, conn: string, path: string): void {
+    if (this.stopping) {
+      this.reply(f, h.id, Status.NO_SERVER, 0);
+      return;
+    }
+    const t0 = process.hrtime.bigint();
+    let fd: number;
+    try {
+      fd = this.addon.restore(h);
+    } catch (err) {
+      const e = err as RepairError;
+      this.c.lastErrno = e.errno ?? 0;
+      this.c.lastStep = e.step ?? '';
+      this.log.warn('handoff failed: restore', { id: h.id, conn, step: e.step, errno: e.errno, error: e.message });
+      this.reply(f, h.id, Status.REPAIR_FAILED, e.errno ?? 0);
+      return;
+    }
+    this.c.restoreMicros += Number(process.hrtime.bigint() - t0) / 1000;
+    this.c.heldBytes += h.data.length;
+    const line = Buffer.from(JSON.stringify({ client: h.client, clientPort: h.clientPort, vip: h.vip, vipPort: h.vipPort }) + '\n');
+    try {
+      this.addon.passFd(path, fd, line);
+    } catch (err) {
+      const e = err as RepairError;
+      this.addon.closeSilently(fd);
+      this.log.warn('handoff failed: passing to the server', { id: h.id, conn, path, errno: e.errno, error: e.message });
+      this.reply(f, h.id, Status.NO_SERVER, e.errno ?? 0);
+      return;
+    }
+    // The server process holds its own copy now: ours closes normally (no FIN: the socket lives on).
+    closeSync(fd);
+    this.c.passed++;
+    this.reply(f, h.id, Status.OK, 0);
+    if (this.log.enabled('debug')) this.log.debug('handed off', { id: h.id, conn, held: h.data.length, to: path });
   }
 
   /** The server process's answer (or its absence) for handoff k: DONE 0 or 3. */

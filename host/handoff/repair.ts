@@ -59,6 +59,8 @@ export interface RepairAddon {
   closeSilently(fd: number): void;
   /** Process-wide: TIME_WAIT sockets restore() replaced for a client reusing its port (docs/handoff.md). */
   counters(): { timeWaitReclaimed: number };
+  /** Sends msg and a duplicate of fd (SCM_RIGHTS) in one datagram to the Unix datagram socket at path. */
+  passFd(path: string, fd: number, msg: Uint8Array): void;
 }
 
 export type RepairError = Error & { errno: number; step: string; code: string };

@@ -131,9 +131,10 @@ export function sessionlbConfig(t: Topology, method: 'nat' | 'dr' | 'splice' | '
       {
         address: VIP,
         method,
-        // Handoff: HTTP only (the agents hand connections to an HTTP server; docs/handoff.md).
-        // Its health check is the agent's port: a backend whose agent is gone cannot take connections.
-        ...(method === 'handoff' ? { ports: [HTTP_PORT], handoff: { agentPort: AGENT_PORT }, healthCheck: { ...healthCheck, type: 'tcp', port: AGENT_PORT, path: undefined } } : {}),
+        // Handoff: HTTP (the agents' HTTP server processes) and RTSP (passed on to the GStreamer
+        // server, which adopts them); docs/handoff.md. Its health check is the agent's port: a
+        // backend whose agent is gone cannot take connections.
+        ...(method === 'handoff' ? { ports: [HTTP_PORT, RTSP_PORT], handoff: { agentPort: AGENT_PORT }, healthCheck: { ...healthCheck, type: 'tcp', port: AGENT_PORT, path: undefined } } : {}),
         scheduler: 'maglev',
         policy: 'session',
         rtspPorts: [RTSP_PORT],
@@ -271,12 +272,14 @@ function startServers(s: LabState): void {
       s.processes.push({ role, ns: b.ns, backend: b.id, pid: startDetached(b.ns, argv, logf), log: logf });
     };
     add('nginx', ['nginx', '-c', conf, '-p', bdir]);
-    add('rtsp', ['/usr/bin/python3', join(root, 'lab', 'rtsp-server.py'), '--port', String(RTSP_PORT), '--id', b.id]);
+    // Handoff: the agent passes RTSP connections to the RTSP server through this socket.
+    const rtspHandoff = join(bdir, 'rtsp-handoff.sock');
+    add('rtsp', ['/usr/bin/python3', join(root, 'lab', 'rtsp-server.py'), '--port', String(RTSP_PORT), '--id', b.id, ...(s.method === 'handoff' ? ['--handoff-socket', rtspHandoff] : [])]);
     // DR: iperf3 binds the bulk VIP (on lo), so its UDP replies leave from the address the client
     // sent to; an unbound UDP socket would answer from the route's source and the client would drop it.
     add('iperf3', ['iperf3', '-s', '-p', String(IPERF_PORT), ...(s.method === 'dr' || s.method === 'handoff' ? ['-B', VIP_BULK] : [])]);
     // Handoff: the agent restores handed-off connections for its HTTP server process.
-    if (s.method === 'handoff') add('agent', [process.execPath, cliMain(), 'agent', '--listen', `${b.address}:${AGENT_PORT}`, '--id', b.id]);
+    if (s.method === 'handoff') add('agent', [process.execPath, cliMain(), 'agent', '--listen', `${b.address}:${AGENT_PORT}`, '--id', b.id, '--pass', `${RTSP_PORT}=${rtspHandoff}`]);
   }
 }
 
@@ -382,7 +385,7 @@ export function summary(s: LabState): LabSummary {
     dir: s.dir,
     vips: [
       s.method === 'handoff'
-        ? { address: VIP, ports: [HTTP_PORT], service: 'http (TCP handoff: each connection migrates to its backend\'s agent, replies go straight to the client)' }
+        ? { address: VIP, ports: [HTTP_PORT, RTSP_PORT], service: 'http, rtsp (TCP handoff: each connection migrates to its backend (HTTP: the agent\'s server; RTSP: the GStreamer server), replies go straight to the client)' }
         : { address: VIP, ports: [HTTP_PORT, RTSP_PORT], service: 'http, rtsp (scheduled per flow; RTSP sessions kept whole by sessionlb)' },
       { address: VIP_BULK, ports: [IPERF_PORT], service: 'iperf3 tcp/udp (scheduled by client address)' },
       ...(t.ipv6 ? [{ address: VIP6, ports: [HTTP_PORT], service: 'http over IPv6' }] : []),
