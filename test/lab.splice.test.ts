@@ -4,7 +4,7 @@
 // of the media, sessionlb's final counters.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LabSummary } from '../host/lab/lab.js';
-import { countBy, httpBackends, labDown, labUnsupported, labUp, nonZero, nsRun, rtspClient, rtspSessionsWithCaptures, testPrefix } from './helpers/lab.js';
+import { countBy, httpBackends, labDown, labUnsupported, labUp, nonZero, nsRun, nsRunAsync, rtspClient, rtspSessionsWithCaptures, testPrefix } from './helpers/lab.js';
 import { mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -49,6 +49,15 @@ describe.skipIf(!!why)('sessionlb live splice in the lab', () => {
     const ids = [...r.stdout.matchAll(/^x-backend:\s*(\S+)/gim)].map((m) => m[1]);
     expect(ids.length, r.stdout).toBe(3);
     expect(new Set(ids).size).toBe(1);
+  });
+
+  it('wrk against the three nginx, keep-alive and a new connection per request through the splice: no socket error, no non-2xx', async () => {
+    for (const close of [false, true]) {
+      const r = await nsRunAsync(lab.clients[0].ns, ['timeout', '20', 'wrk', '-t1', '-c16', '-d2s', ...(close ? ['-H', 'Connection: close'] : []), `http://${VIP}/`], { timeoutMs: 25_000 });
+      expect(r.stdout, r.stderr).toMatch(/Requests\/sec/);
+      expect(Number(/(\d+) requests in/.exec(r.stdout)![1])).toBeGreaterThan(close ? 500 : 2000);
+      expect(r.stdout).not.toMatch(/Socket errors|Non-2xx/);
+    }
   });
 
   it('RTSP over UDP through a spliced control connection: media received, each session whole on one backend (backend captures, tshark)', async () => {
