@@ -27,8 +27,25 @@
 //     TSval now; since Linux 6.7 its low bit is the socket's microsecond-clock flag), window { sndWl1, sndWnd, maxWindow, rcvWnd, rcvWup } }. With close = true the fd
 //     is closed while in repair mode (the peer sees nothing: no FIN, no RST); otherwise repair is
 //     turned off again without a window probe.
+//
+// The agent -> server process path (docs/handoff.md "The agent, step by step", steps 3 and 4):
+// dgramBind(path) -> fd          a non-blocking Unix datagram socket bound at path (the receiver)
+// dgramConnect(path) -> fd       a non-blocking Unix datagram socket connected to path (the sender)
+// sendFds(sock, fds, close?) -> n
+//     Sends the descriptors fds (an array) over sock with SCM_RIGHTS, up to SCM_MAX_FD (253) per
+//     datagram (payload: one byte). Returns how many went (whole datagrams, in order); stops early
+//     when the receiver's queue is full (EAGAIN). With close = true the sender's copies of those
+//     sent are closed (the in-flight reference keeps each socket alive: no FIN). Throws only if the
+//     first datagram fails with anything but EAGAIN (ECONNREFUSED: the receiver is gone).
+// recvFds(sock, max) -> fds
+//     Reads queued datagrams (MSG_DONTWAIT, MSG_CMSG_CLOEXEC) until none is left or max
+//     descriptors have come, and returns the descriptors they carried, in order.
+// pollStart(fd, events, callback) -> handle; pollStop(handle)
+//     libuv uv_poll on fd (events: 1 readable, 2 writable) calling callback(events or a negative
+//     libuv status) on the JS thread, as in native/tap.c.
 #define _GNU_SOURCE
 #include <node_api.h>
+#include <uv.h>
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -575,6 +592,269 @@ static napi_value js_pass_fd(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// ---- the agent -> server process path: Unix datagram sockets carrying descriptors ----
+
+#define FDS_PER_DGRAM 253 /* SCM_MAX_FD */
+
+static int unix_path(napi_env env, napi_value v, const char *fn, struct sockaddr_un *sa) {
+  size_t plen = 0;
+  memset(sa, 0, sizeof *sa);
+  sa->sun_family = AF_UNIX;
+  if (napi_get_value_string_utf8(env, v, sa->sun_path, sizeof sa->sun_path, &plen) != napi_ok || plen == 0 ||
+      plen >= sizeof sa->sun_path - 1) {
+    char m[96];
+    snprintf(m, sizeof m, "%s: path must be a string of 1..106 bytes", fn);
+    napi_throw_type_error(env, NULL, m);
+    return -1;
+  }
+  return 0;
+}
+
+static napi_value make_i32(napi_env env, int32_t v) {
+  napi_value out;
+  if (napi_create_int32(env, v, &out) != napi_ok) return NULL;
+  return out;
+}
+
+// dgramBind(path) -> fd
+static napi_value js_dgram_bind(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct sockaddr_un sa;
+  if (argc < 1 || unix_path(env, argv[0], "dgramBind", &sa) < 0) return NULL;
+  int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (s < 0) return throw_step(env, "dgramBind", "socket", errno);
+  if (bind(s, (struct sockaddr *)&sa, sizeof sa) < 0) {
+    int err = errno;
+    close(s);
+    return throw_step(env, "dgramBind", "bind", err);
+  }
+  return make_i32(env, s);
+}
+
+// dgramConnect(path) -> fd
+static napi_value js_dgram_connect(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct sockaddr_un sa;
+  if (argc < 1 || unix_path(env, argv[0], "dgramConnect", &sa) < 0) return NULL;
+  int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (s < 0) return throw_step(env, "dgramConnect", "socket", errno);
+  // Room for many small datagrams in flight (each skb is charged to the sender until read).
+  int sz = 4 << 20;
+  setsockopt(s, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+  if (connect(s, (struct sockaddr *)&sa, sizeof sa) < 0) {
+    int err = errno;
+    close(s);
+    return throw_step(env, "dgramConnect", "connect", err);
+  }
+  return make_i32(env, s);
+}
+
+// sendFds(sock, fds, close?) -> number sent
+static napi_value js_send_fds(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t sock = -1;
+  bool is_arr = false, do_close = false;
+  if (argc < 2 || napi_get_value_int32(env, argv[0], &sock) != napi_ok || sock < 0 ||
+      napi_is_array(env, argv[1], &is_arr) != napi_ok || !is_arr) {
+    napi_throw_type_error(env, NULL, "sendFds(sock, fds[, close])");
+    return NULL;
+  }
+  if (argc >= 3) napi_get_value_bool(env, argv[2], &do_close);
+  uint32_t n = 0;
+  CHECK(napi_get_array_length(env, argv[1], &n));
+  union {
+    char buf[CMSG_SPACE(sizeof(int) * FDS_PER_DGRAM)];
+    struct cmsghdr align;
+  } ctl;
+  int fds[FDS_PER_DGRAM];
+  uint32_t sent = 0;
+  while (sent < n) {
+    uint32_t k = n - sent < FDS_PER_DGRAM ? n - sent : FDS_PER_DGRAM;
+    for (uint32_t i = 0; i < k; i++) {
+      napi_value e;
+      CHECK(napi_get_element(env, argv[1], sent + i, &e));
+      if (napi_get_value_int32(env, e, &fds[i]) != napi_ok || fds[i] < 0) {
+        napi_throw_type_error(env, NULL, "sendFds: fds must hold descriptors");
+        return NULL;
+      }
+    }
+    char one = 'F';
+    struct iovec iov = {.iov_base = &one, .iov_len = 1};
+    memset(&ctl, 0, sizeof ctl);
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = CMSG_SPACE(sizeof(int) * k)};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * k);
+    memcpy(CMSG_DATA(c), fds, sizeof(int) * k);
+    ssize_t r;
+    do r = sendmsg(sock, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+    while (r < 0 && errno == EINTR);
+    if (r < 0) {
+      int err = errno;
+      if (err == EAGAIN || err == EWOULDBLOCK || sent > 0) break;
+      return throw_step(env, "sendFds", "sendmsg", err);
+    }
+    if (do_close)
+      for (uint32_t i = 0; i < k; i++) close(fds[i]);
+    sent += k;
+  }
+  return make_i32(env, (int32_t)sent);
+}
+
+// recvFds(sock, max) -> fds
+static napi_value js_recv_fds(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t sock = -1, max = 1024;
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &sock) != napi_ok || sock < 0) {
+    napi_throw_type_error(env, NULL, "recvFds(sock, max)");
+    return NULL;
+  }
+  if (argc >= 2) napi_get_value_int32(env, argv[1], &max);
+  if (max < 1) max = 1;
+  napi_value out;
+  CHECK(napi_create_array(env, &out));
+  uint32_t got = 0;
+  union {
+    char buf[CMSG_SPACE(sizeof(int) * FDS_PER_DGRAM)];
+    struct cmsghdr align;
+  } ctl;
+  while ((int32_t)got < max) {
+    char b[64];
+    struct iovec iov = {.iov_base = b, .iov_len = sizeof b};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf};
+    ssize_t r;
+    do r = recvmsg(sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    while (r < 0 && errno == EINTR);
+    if (r < 0) {
+      int err = errno;
+      if (err == EAGAIN || err == EWOULDBLOCK || got > 0) break;
+      return throw_step(env, "recvFds", "recvmsg", err);
+    }
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t i = 0; i < k; i++) {
+        int fd;
+        memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+        napi_value v;
+        if (napi_create_int32(env, fd, &v) != napi_ok || napi_set_element(env, out, got, v) != napi_ok) {
+          close(fd); // cannot hand it over: never leak it
+          continue;
+        }
+        got++;
+      }
+    }
+  }
+  return out;
+}
+
+typedef struct {
+  uv_poll_t poll;
+  napi_env env;
+  napi_ref cb;
+  napi_async_context ctx;
+  int stopped;
+} poller_t;
+
+static void poll_closed(uv_handle_t *h) { free(h->data); }
+
+static void on_poll(uv_poll_t *h, int status, int events) {
+  poller_t *p = h->data;
+  if (p->stopped) return;
+  napi_env env = p->env;
+  napi_handle_scope hs;
+  if (napi_open_handle_scope(env, &hs) != napi_ok) return;
+  napi_value cb, recv, arg, result;
+  napi_get_reference_value(env, p->cb, &cb);
+  napi_get_global(env, &recv);
+  napi_create_int32(env, status < 0 ? status : events, &arg);
+  if (napi_make_callback(env, p->ctx, recv, cb, 1, &arg, &result) == napi_pending_exception) {
+    napi_value exc;
+    napi_get_and_clear_last_exception(env, &exc);
+    napi_fatal_exception(env, exc);
+  }
+  napi_close_handle_scope(env, hs);
+}
+
+static void poller_stop(napi_env env, poller_t *p) {
+  if (p->stopped) return;
+  p->stopped = 1;
+  uv_poll_stop(&p->poll);
+  if (env) {
+    napi_delete_reference(env, p->cb);
+    napi_async_destroy(env, p->ctx);
+  }
+  uv_close((uv_handle_t *)&p->poll, poll_closed);
+}
+
+static void poller_finalize(napi_env env, void *data, void *hint) {
+  (void)hint;
+  (void)env;
+  poller_stop(NULL, data);
+}
+
+// pollStart(fd, events, callback) -> handle
+static napi_value js_poll_start(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd = -1, ev = 0;
+  napi_valuetype t;
+  if (argc < 3 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0 || napi_get_value_int32(env, argv[1], &ev) != napi_ok ||
+      (ev & 3) == 0 || napi_typeof(env, argv[2], &t) != napi_ok || t != napi_function) {
+    napi_throw_type_error(env, NULL, "pollStart(fd, events (1 readable, 2 writable), callback)");
+    return NULL;
+  }
+  uv_loop_t *loop;
+  CHECK(napi_get_uv_event_loop(env, &loop));
+  poller_t *p = calloc(1, sizeof *p);
+  if (!p) return throw_step(env, "pollStart", "calloc", ENOMEM);
+  p->env = env;
+  p->poll.data = p;
+  int rc = uv_poll_init(loop, &p->poll, fd);
+  if (rc < 0) {
+    free(p);
+    napi_throw_error(env, "EUVPOLL", uv_strerror(rc));
+    return NULL;
+  }
+  napi_value name, handle;
+  if (napi_create_string_utf8(env, "sessionlb.handoff", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_async_init(env, NULL, name, &p->ctx) != napi_ok || napi_create_reference(env, argv[2], 1, &p->cb) != napi_ok ||
+      napi_create_object(env, &handle) != napi_ok) {
+    p->stopped = 1;
+    uv_close((uv_handle_t *)&p->poll, poll_closed);
+    napi_throw_error(env, "ESLBNAPI", "pollStart: N-API call failed");
+    return NULL;
+  }
+  rc = uv_poll_start(&p->poll, (ev & 1 ? UV_READABLE : 0) | (ev & 2 ? UV_WRITABLE : 0), on_poll);
+  if (rc < 0 || napi_wrap(env, handle, p, poller_finalize, NULL, NULL) != napi_ok) {
+    poller_stop(env, p);
+    napi_throw_error(env, "EUVPOLL", rc < 0 ? uv_strerror(rc) : "pollStart: wrap failed");
+    return NULL;
+  }
+  return handle;
+}
+
+// pollStop(handle)
+static napi_value js_poll_stop(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  poller_t *p = NULL;
+  if (argc < 1 || napi_remove_wrap(env, argv[0], (void **)&p) != napi_ok || !p) return NULL;
+  poller_stop(env, p);
+  return NULL;
+}
+
 // counters() -> { timeWaitReclaimed }: TIME_WAIT sockets restore has replaced (see reclaim_time_wait).
 static napi_value js_counters(napi_env env, napi_callback_info info) {
   napi_value o, v;
@@ -588,6 +868,12 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"counters", NULL, js_counters, NULL, NULL, NULL, napi_enumerable, NULL},
     {"passFd", NULL, js_pass_fd, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"dgramBind", NULL, js_dgram_bind, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"dgramConnect", NULL, js_dgram_connect, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"sendFds", NULL, js_send_fds, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"recvFds", NULL, js_recv_fds, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"pollStart", NULL, js_poll_start, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"pollStop", NULL, js_poll_stop, NULL, NULL, NULL, napi_enumerable, NULL},
     {"restore", NULL, js_restore, NULL, NULL, NULL, napi_enumerable, NULL},
     {"dump", NULL, js_dump, NULL, NULL, NULL, napi_enumerable, NULL},
     {"closeSilently", NULL, js_close_silently, NULL, NULL, NULL, napi_enumerable, NULL},

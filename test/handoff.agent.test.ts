@@ -11,7 +11,7 @@
 //   slbh-c<t> (client 10.95.0.1) --veth-- slbh-b<t> (backend 10.95.0.2, VIP 10.95.1.1/32 on lo,
 //   agent on 10.95.2.2:9190) --veth-- the test process (10.95.2.1), which plays the front end.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -293,6 +293,98 @@ for (const keep of [false, true]) {
   for (const fd of fds) a.closeSilently(fd);
 }
 `;
+
+// Many connections at once: the listener accepts N, waits until each has its whole request queued,
+// lets the kernel acknowledge them, then dumps every one under TCP_REPAIR and closes it silently.
+const BULK_DUMPER = `
+import net from 'node:net';
+import { createRequire } from 'node:module';
+import { writeSync } from 'node:fs';
+const a = createRequire(import.meta.url)(process.argv[2]);
+const want = Number(process.argv[3]), n = Number(process.argv[4]), port = Number(process.argv[5]);
+const out = (o) => writeSync(1, JSON.stringify(o) + '\\n');
+const fds = [];
+const srv = net.createServer({ pauseOnConnect: true }, (s) => {
+  fds.push(s._handle.fd);
+  if (fds.length === n) poll();
+});
+const poll = () => {
+  if (!fds.every((fd) => a.dump(fd, false).inq >= want)) return setTimeout(poll, 20);
+  setTimeout(() => {
+    for (const fd of fds) {
+      const st = a.dump(fd, true);
+      out({ ev: 'dump', ...st, data: st.data.toString('base64') });
+    }
+    out({ ev: 'dumped', n: fds.length });
+  }, 200);
+};
+srv.listen({ port, host: '0.0.0.0', backlog: 2048 }, () => out({ ev: 'listening' }));
+process.stdin.on('end', () => process.exit(0));
+process.stdin.resume();
+`;
+
+// N connections to VIP:port, one request each (Connection: close); reports once all are answered
+// and closed: how many answers came (status, X-Backend, body), and any errors.
+const BULK_CLIENT = `
+import net from 'node:net';
+import { writeSync } from 'node:fs';
+const out = (o) => writeSync(1, JSON.stringify(o) + '\\n');
+const [host, port, n, req] = [process.argv[2], Number(process.argv[3]), Number(process.argv[4]), process.argv[5]];
+let connected = 0, closed = 0;
+const answers = [], errors = [];
+for (let i = 0; i < n; i++) {
+  const s = net.connect({ host, port }, () => {
+    s.write(req);
+    if (++connected === n) out({ ev: 'connected', n });
+  });
+  let buf = '';
+  s.setEncoding('latin1');
+  s.on('data', (d) => (buf += d));
+  s.on('error', (e) => errors.push(e.code));
+  s.on('close', () => {
+    const i = buf.indexOf('\\r\\n\\r\\n');
+    if (i >= 0) answers.push({ head: buf.slice(0, i), body: buf.slice(i + 4) });
+    if (++closed === n) {
+      const byKey = {};
+      for (const a of answers) {
+        const k = a.head.split('\\r\\n')[0] + ' | ' + (/x-backend: *(\\S+)/i.exec(a.head)?.[1] ?? '-') + ' | ' + JSON.stringify(a.body);
+        byKey[k] = (byKey[k] ?? 0) + 1;
+      }
+      out({ ev: 'done', answers: answers.length, byKey, errors });
+      process.exit(0);
+    }
+  });
+}
+setTimeout(() => { out({ ev: 'timeout', connected, closed, answers: answers.length, errors }); process.exit(1); }, 60000);
+`;
+
+/** The HANDOFF that recreates a connection read with dump() (as the front end would describe it). */
+function handoffFromDump(st: Record<string, any>, id: number): Handoff {
+  const ts = (st.options & 1) !== 0;
+  return {
+    id,
+    flags: (st.options & 4 ? FLAG_WSCALE : 0) | (st.options & 2 ? FLAG_SACK : 0) | (ts ? FLAG_TIMESTAMPS : 0),
+    sndWscale: st.sndWscale,
+    rcvWscale: st.rcvWscale,
+    mss: st.sndMss + (ts ? 12 : 0),
+    client: st.remote,
+    vip: st.local,
+    clientPort: st.remotePort,
+    vipPort: st.localPort,
+    sndNxt: st.sndSeq,
+    rcvNxt: (st.rcvSeq - st.inq) >>> 0,
+    sndWnd: st.window.sndWnd,
+    rcvWnd: (st.window.rcvWup + st.window.rcvWnd - st.rcvSeq) >>> 0,
+    tsval: ts ? st.tsval : 0,
+    tsRecent: 0,
+    data: Buffer.from(st.data, 'base64'),
+  };
+}
+
+/** Open descriptors of a process (its /proc/PID/fd entries). */
+function fdCount(pid: number): number {
+  return readdirSync(`/proc/${pid}/fd`).length;
+}
 
 /** A child whose stdout is JSON lines; `next(ev)` waits for the next line with that ev. */
 function lines(child: ChildProcess) {
@@ -633,6 +725,55 @@ describe.skipIf(!isRoot)('sessionlb agent (root, network namespaces, real TCP_RE
     }
   });
 
+  it('1000 real connections handed off pipelined on one front-end connection: every client answered, no descriptor leaks, closes counted', async () => {
+    const N = Number(process.env.HANDOFF_MANY ?? 1000);
+    const req = 'GET /whoami HTTP/1.1\r\nHost: handoff.test\r\nConnection: close\r\n\r\n';
+    writeFileSync(join(dir, 'bulk-dumper.mjs'), BULK_DUMPER);
+    writeFileSync(join(dir, 'bulk-client.mjs'), BULK_CLIENT);
+    const log: string[] = [];
+    // --max N: the one handoff after the N must find room again, so the server process's close
+    // reports must have brought the agent's count of open connections back down.
+    const many = await spawnAgent({ netns: NSB, host: AGENT, port: 9192, id: 'b3', max: N, onLog: (l) => log.push(l) });
+    try {
+      const agentPid = many.child.pid!;
+      const serverPid = Number(JSON.parse(log.find((l) => l.includes('"server process ready"'))!).pid);
+      const fe = new FrontEnd(AGENT, 9192);
+      await fe.ready();
+      await sleep(100); // accepted by the agent
+      const before = { agent: fdCount(agentPid), server: fdCount(serverPid) };
+      const dumper = start(NSB, [process.execPath, join(dir, 'bulk-dumper.mjs'), ADDON, String(req.length), String(N), '81']);
+      const d = lines(dumper);
+      await d.next('listening');
+      const client = start(NSC, [process.execPath, join(dir, 'bulk-client.mjs'), VIP, '81', String(N), req]);
+      const c = lines(client);
+      await c.next('connected', 30_000);
+      await d.next('dumped', 30_000);
+      const dumps = d.seen.filter((o) => o.ev === 'dump') as Array<Record<string, any>>;
+      expect(dumps.length).toBe(N);
+      const wire = Buffer.concat(dumps.map((st, i) => encodeHandoff(handoffFromDump(st, 50_000 + i))));
+      const t0 = performance.now();
+      fe.sock.write(wire);
+      for (let i = 0; i < N; i++) expect(await fe.done(50_000 + i, 30_000)).toEqual({ id: 50_000 + i, status: Status.OK, errno: 0 });
+      const ms = performance.now() - t0;
+      const res = (await c.next('done', 30_000)) as { answers: number; byKey: Record<string, number>; errors: string[] };
+      console.log(`handoff agent: ${N} real connections handed off pipelined in ${ms.toFixed(0)} ms (${Math.round((N * 1000) / ms)}/s to the last DONE); all answered`);
+      expect(res.errors).toEqual([]);
+      expect(res.byKey).toEqual({ [`HTTP/1.1 200 OK | b3 | ${JSON.stringify(CLIENT + '\n')}`]: N });
+      dumper.stdin!.end();
+      // Every connection closed (Connection: close): the agent and the server process hold what they held before.
+      await sleep(300);
+      expect({ agent: fdCount(agentPid), server: fdCount(serverPid) }).toEqual(before);
+      fe.sock.write(encodeHandoff(phantom(59_999, 33_001)));
+      expect(await fe.done(59_999)).toEqual({ id: 59_999, status: Status.OK, errno: 0 });
+      fe.sock.end();
+    } catch (e) {
+      await many.stop();
+      throw e;
+    }
+    const counters = await many.stop();
+    expect(counters).toMatchObject({ handoffs: N + 1, ok: N + 1, busy: 0, noServer: 0, repairFailed: 0, serverStarts: 1, pending: 0 });
+  });
+
   it.runIf(process.env.HANDOFF_BENCH === '1')('restore() alone: cost per call (HANDOFF_BENCH=1)', () => {
     writeFileSync(join(dir, 'restore-bench.mjs'), RESTORE_BENCH);
     const r = sh(ns(NSB, process.execPath, join(dir, 'restore-bench.mjs'), ADDON, VIP, process.env.HANDOFF_BENCH_N ?? '5000'), { timeout: 120_000 });
@@ -640,23 +781,49 @@ describe.skipIf(!isRoot)('sessionlb agent (root, network namespaces, real TCP_RE
     expect(r.code, r.err).toBe(0);
   });
 
-  it('pipelined burst beyond --max-pending: every HANDOFF answered once, by id, none refused; cost per handoff', async () => {
+  it('pipelined burst while the server process is stopped: the queue fills, back-pressure, every HANDOFF answered once; DONE 3 after 2 s without room; cost per handoff', async () => {
     const N = Number(process.env.HANDOFF_BURST ?? 500);
+    const serverPid = Number(JSON.parse(agentLog.filter((l) => l.includes('"server process ready"')).at(-1)!).pid);
     const fe = new FrontEnd(AGENT, 9190);
     await fe.ready();
     const held = new TextEncoder().encode('GET /health HTTP/1.1\r\nHost: x\r\n\r\n');
-    const wire = Buffer.concat(Array.from({ length: N }, (_, i) => encodeHandoff(phantom(1000 + i, 20000 + i, 8080, { client: '10.95.0.71', data: i % 2 ? held : new Uint8Array(0) }))));
-    const t0 = performance.now();
-    fe.sock.write(wire);
+    const burst = (base: number, port: number, n: number) =>
+      Buffer.concat(Array.from({ length: n }, (_, i) => encodeHandoff(phantom(base + i, port + i, 8080, { client: '10.95.0.71', data: i % 2 ? held : new Uint8Array(0) }))));
+    // The server process stopped (SIGSTOP): its datagram queue fills, the rest wait in the agent
+    // (--max-pending 16), then unread on the front end's connection. Resumed within 2 s: all taken.
+    process.kill(serverPid, 'SIGSTOP');
+    fe.sock.write(burst(1000, 20000, N));
+    await sleep(400);
+    const whileStopped = fe.dones.size;
+    expect(whileStopped).toBeGreaterThan(0);
+    expect(whileStopped).toBeLessThan(N);
+    process.kill(serverPid, 'SIGCONT');
     for (let i = 0; i < N; i++) expect((await fe.done(1000 + i, 30_000)).status).toBe(Status.OK);
-    const ms = performance.now() - t0;
     expect(fe.dones.size).toBe(N);
+    // Stopped for longer than 2 s: what waited that long in the agent is answered 3 (closed
+    // silently), the rest is served once the server process runs again.
+    const M = 300;
+    process.kill(serverPid, 'SIGSTOP');
+    fe.sock.write(burst(3000, 40000, M));
+    await sleep(2600);
+    process.kill(serverPid, 'SIGCONT');
+    const st = [];
+    for (let i = 0; i < M; i++) st.push((await fe.done(3000 + i, 30_000)).status);
+    const refused = st.filter((x) => x === Status.NO_SERVER).length;
+    expect(refused).toBeGreaterThan(0);
+    expect(st.filter((x) => x === Status.OK).length).toBe(M - refused);
+    // Pipelined at full speed.
+    const t0 = performance.now();
+    fe.sock.write(burst(5000, 50000, N));
+    for (let i = 0; i < N; i++) expect((await fe.done(5000 + i, 30_000)).status).toBe(Status.OK);
+    const ms = performance.now() - t0;
+    expect(fe.dones.size).toBe(2 * N + M);
     fe.sock.end();
     console.log(`handoff agent: ${N} pipelined handoffs in ${ms.toFixed(0)} ms (${Math.round((N * 1000) / ms)}/s, restore + pass to the server process + DONE)`);
     const counters = await agent.stop();
     writeFileSync(join(dir, 'agent.counters.json'), JSON.stringify(counters, null, 2));
-    // 1 takeover + 1 duplicate + 4 on the failure connection + 1 bad version + N.
-    expect(counters).toMatchObject({ handoffs: 7 + N, ok: 2 + N, malformed: 2, repairFailed: 3, noServer: 0, busy: 0, serverStarts: 1, pending: 0 });
+    // 1 takeover + 1 duplicate + 4 on the failure connection + 1 bad version + the bursts.
+    expect(counters).toMatchObject({ handoffs: 7 + 2 * N + M, ok: 2 + 2 * N + M - refused, malformed: 2, repairFailed: 3, noServer: refused, busy: 0, serverStarts: 1, pending: 0 });
     expect(counters!.paused).toBeGreaterThan(0); // the burst did wait for the server process
     console.log(`handoff agent: restore() alone ${(counters!.restoreMicros / (counters!.ok + counters!.repairFailed)).toFixed(1)} us per call`);
   });

@@ -1,8 +1,9 @@
 // The handoff agent of one backend (docs/handoff.md): listens for front-end connections (one
 // long-lived TCP connection per front end, HANDOFF messages pipelined), recreates each client
-// connection as an established socket with TCP_REPAIR (native/repair.c), passes it to the server
-// process (host/handoff/server.ts, a forked child with a Node IPC channel: SCM_RIGHTS underneath)
-// and replies DONE with the status. Replies may come in any order; the front end matches them by id.
+// connection as an established socket with TCP_REPAIR (native/repair.c), passes the descriptor to
+// the server process (host/handoff/server.ts, a forked child) over a Unix datagram socket (SCM_RIGHTS,
+// many descriptors a datagram) and replies DONE with the status as soon as the kernel has queued it
+// there. Replies may come in any order; the front end matches them by id.
 //
 // API
 //   new Agent(opts: AgentOptions); await agent.start(); agent.address(); agent.snapshot();
@@ -12,14 +13,15 @@
 //       dist/host/cli/main.js agent ...` and resolves once it logged "agent ready" (the lab's way
 //       to start an agent inside a backend's namespace)
 import { fork, spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, rmSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createLogger, type Logger } from '../live/log.js';
 import { DEFAULT_AGENT_PORT, HandoffReader, STATUS_NAMES, Status, encodeDone, type Framed, type Handoff } from './protocol.js';
-import { loadRepairAddon, type RepairAddon, type RepairError } from './repair.js';
-import type { AgentMessage, ServerMessage } from './server.js';
+import { loadRepairAddon, type PollHandle, type RepairAddon, type RepairError } from './repair.js';
+import type { AgentMessage } from './server.js';
 
 export interface AgentOptions {
   /** Address and port to listen on for front ends (port default 9190). */
@@ -29,12 +31,13 @@ export interface AgentOptions {
   id: string;
   /** Handed-off connections open at once (server process), incl. those being handed over; beyond: DONE 4. */
   max?: number;
-  /** Handoffs waiting for the server process's acknowledgement at once; beyond, the agent stops
-   *  reading the front ends' connections until some are answered (TCP back-pressure, no refusal). */
+  /** Restored connections waiting to be queued to the server process at once (its datagram queue
+   *  full); beyond, the agent stops reading the front ends' connections until some have gone (TCP
+   *  back-pressure, no refusal). */
   maxPending?: number;
   /** Front-end connections at once; more are closed at accept. */
   maxFrontends?: number;
-  /** How long the server process may take to take a socket before DONE 3. */
+  /** How long a restored connection may wait for room in the server process's queue before DONE 3. */
   ackTimeoutMs?: number;
   /** Delay before a crashed server process is started again. */
   restartMs?: number;
@@ -60,7 +63,7 @@ export interface AgentCounters {
   heldBytes: number;
   /** Handed-off connections open in the server process now. */
   open: number;
-  /** Handoffs waiting for the server process now. */
+  /** Restored connections waiting for room in the server process's queue now. */
   pending: number;
   frontends: number;
   frontendsTotal: number;
@@ -88,7 +91,7 @@ interface Front {
   queue: Framed<Handoff>[];
   head: number;
   paused: boolean;
-  /** Handoffs of this connection passed to the server process and not answered yet. */
+  /** Handoffs of this connection restored and not answered yet. */
   inflight: number;
   /** An unframeable message came: nothing more is handled; closed once inflight reaches 0. */
   fatal: boolean;
@@ -96,11 +99,17 @@ interface Front {
   ended: boolean;
 }
 
+/** A restored connection not yet queued to the server process. */
 interface Pending {
   front: Front;
   id: number;
-  timer: NodeJS.Timeout;
+  fd: number;
+  /** performance.now() when restored (for ackTimeoutMs). */
+  t: number;
 }
+
+/** Descriptors per sendFds call (the addon splits them into datagrams of up to 253). */
+const SEND_BATCH = 253;
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -117,9 +126,16 @@ export class Agent {
   private listener: net.Server | null = null;
   private child: ChildProcess | null = null;
   private childReady = false;
+  /** The private directory holding the server process's datagram socket. */
+  private dir: string | null = null;
+  /** The agent's sending socket, connected to the running server process's; -1 when none. */
+  private tx = -1;
+  /** Polls tx for room while pending connections wait. */
+  private txPoll: PollHandle | null = null;
   private readonly fronts = new Set<Front>();
-  private readonly pending = new Map<number, Pending>();
-  private nextKey = 1;
+  /** Restored, in order, not yet queued to the server process. */
+  private pending: Pending[] = [];
+  private expiry: NodeJS.Timeout | null = null;
   private stopping = false;
   private restartTimer: NodeJS.Timeout | null = null;
   private readonly c: AgentCounters = {
@@ -146,7 +162,11 @@ export class Agent {
 
   /** Starts the server process (waits for it) and listens. Rejects (code AGENT_LISTEN) if it cannot listen. */
   async start(): Promise<void> {
-    await this.startServer();
+    this.dir = mkdtempSync(join(tmpdir(), 'sessionlb-agent-'));
+    await this.startServer().catch((e) => {
+      this.removeDir();
+      throw e;
+    });
     const srv = net.createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.accept(s));
     this.listener = srv;
     await new Promise<void>((resolve, reject) => {
@@ -154,6 +174,7 @@ export class Agent {
       srv.listen({ host: this.opts.host, port: this.opts.port, backlog: 128 }, () => resolve());
     }).catch(async (e) => {
       await this.stopServer();
+      this.removeDir();
       throw e;
     });
     srv.on('error', (e) => this.log.error('listener error', { error: e }));
@@ -165,7 +186,7 @@ export class Agent {
   }
 
   snapshot(): AgentCounters {
-    return { ...this.c, pending: this.pending.size, frontends: this.fronts.size, timeWaitReclaimed: this.addon.counters().timeWaitReclaimed };
+    return { ...this.c, pending: this.pending.length, frontends: this.fronts.size, timeWaitReclaimed: this.addon.counters().timeWaitReclaimed };
   }
 
   /** Stops listening, answers what is pending, closes front-end connections and the server process. */
@@ -173,9 +194,11 @@ export class Agent {
     this.stopping = true;
     if (this.restartTimer) clearTimeout(this.restartTimer);
     const closed = this.listener ? new Promise<void>((r) => this.listener!.close(() => r())) : Promise.resolve();
-    for (const k of [...this.pending.keys()]) this.settle(k, false, 'agent stopping');
+    this.failPending('agent stopping');
     for (const f of this.fronts) f.sock.end();
     await this.stopServer();
+    this.closeTx();
+    this.removeDir();
     const t = setTimeout(() => {
       for (const f of this.fronts) f.sock.destroy();
     }, 1000);
@@ -186,7 +209,8 @@ export class Agent {
   // ---- the server process ----
 
   private startServer(): Promise<void> {
-    const child = fork(serverEntry(), ['--id', this.opts.id, '--max', String(this.opts.max)], {
+    const path = join(this.dir!, `server-${this.c.serverStarts + 1}.sock`);
+    const child = fork(serverEntry(), ['--id', this.opts.id, '--max', String(this.opts.max), '--socket', path], {
       env: { ...process.env, SESSIONLB_HANDOFF_SERVER: '1' },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       serialization: 'json',
@@ -198,29 +222,39 @@ export class Agent {
       const timer = setTimeout(() => reject(new Error('the server process did not start within 10 s')), 10_000);
       child.on('message', (m: AgentMessage) => {
         if (m.t === 'ready') {
-          this.childReady = true;
+          if (this.child !== child) return;
           clearTimeout(timer);
-          this.log.info('server process ready', { pid: child.pid });
+          try {
+            this.closeTx();
+            this.tx = this.addon.dgramConnect(path);
+          } catch (e) {
+            this.log.error('cannot reach the server process socket', { path, error: e });
+            child.kill('SIGKILL');
+            return;
+          }
+          this.childReady = true;
+          this.log.info('server process ready', { pid: child.pid, socket: path });
           resolve();
-        } else if (m.t === 'ack') {
-          // An acceptance after the timeout answered DONE 3 still leaves a connection open there.
-          if (!this.pending.has(m.k)) {
-            if (m.ok) this.c.open++;
-          } else this.settle(m.k, m.ok, m.ok ? '' : m.reason);
         } else if (m.t === 'closed') {
-          this.c.open = Math.max(0, this.c.open - m.n);
+          if (this.child === child) this.c.open = Math.max(0, this.c.open - m.n);
         }
       });
       child.on('error', (e) => this.log.error('server process error', { error: e }));
       child.on('exit', (code, signal) => {
         clearTimeout(timer);
+        try {
+          unlinkSync(path);
+        } catch {}
         if (this.child === child) {
           this.child = null;
           this.childReady = false;
+          this.closeTx();
+          // Connections restored but not queued yet have nowhere to go; those queued but unread
+          // died with the receiving socket (the kernel closed them), those it held too.
+          this.failPending('server process exited');
+          this.c.open = 0;
         }
         this.c.serverExits++;
-        this.c.open = 0;
-        for (const [k, p] of this.pending) if (p) this.settle(k, false, 'server process exited');
         if (this.stopping) return;
         this.log.error('server process exited', { code, signal, restartInMs: this.opts.restartMs });
         reject(new Error(`the server process exited (code ${code}, signal ${signal})`));
@@ -230,6 +264,22 @@ export class Agent {
         }, this.opts.restartMs);
       });
     });
+  }
+
+  private closeTx(): void {
+    if (this.txPoll) this.addon.pollStop(this.txPoll);
+    this.txPoll = null;
+    if (this.tx >= 0) {
+      try {
+        closeSync(this.tx);
+      } catch {}
+    }
+    this.tx = -1;
+  }
+
+  private removeDir(): void {
+    if (this.dir) rmSync(this.dir, { recursive: true, force: true });
+    this.dir = null;
   }
 
   private async stopServer(): Promise<void> {
@@ -274,24 +324,16 @@ export class Agent {
     });
   }
 
-  /** Handles f's queued messages while fewer than maxPending handoffs wait; pauses reading f if some must wait. */
+  /**
+   * Handles f's queued messages, passing the restored connections to the server process in batches;
+   * stops while maxPending wait for room in its queue, and pauses reading f if messages must wait.
+   */
   private pump(f: Front): void {
-    while (f.head < f.queue.length && !f.fatal && this.pending.size < this.opts.maxPending) {
-      const item = f.queue[f.head++];
-      if (item.ok) {
-        this.handle(f, item.msg);
-        continue;
-      }
-      const e = item.error;
-      this.c.handoffs++;
-      this.log.warn('malformed HANDOFF', { remote: `${f.sock.remoteAddress}:${f.sock.remotePort}`, id: e.id, error: e.message, fatal: e.fatal });
-      if (e.id !== null) this.reply(f, e.id, Status.MALFORMED, 0);
-      else this.c.malformed++;
-      if (e.fatal) {
-        // Nothing after it can be framed: answer what is in flight, then close.
-        this.c.protocolClosed++;
-        f.fatal = true;
-      }
+    for (;;) {
+      this.pumpSome(f);
+      // Restored connections go at the end of each chunk (or every SEND_BATCH): one sendmsg per batch.
+      if (this.pending.length) this.flush();
+      if (this.pending.length || f.head >= f.queue.length || f.fatal) break;
     }
     if (f.head === f.queue.length || f.fatal) {
       f.queue = [];
@@ -306,6 +348,28 @@ export class Agent {
       } else f.sock.resume();
     }
     this.maybeClose(f);
+  }
+
+  private pumpSome(f: Front): void {
+    while (f.head < f.queue.length && !f.fatal && this.pending.length < this.opts.maxPending) {
+      const item = f.queue[f.head++];
+      if (item.ok) {
+        this.handle(f, item.msg);
+        // A full batch goes at once, unless the server process's queue is known to be full.
+        if (this.pending.length >= SEND_BATCH && !this.txPoll) this.flush();
+        continue;
+      }
+      const e = item.error;
+      this.c.handoffs++;
+      this.log.warn('malformed HANDOFF', { remote: `${f.sock.remoteAddress}:${f.sock.remotePort}`, id: e.id, error: e.message, fatal: e.fatal });
+      if (e.id !== null) this.reply(f, e.id, Status.MALFORMED, 0);
+      else this.c.malformed++;
+      if (e.fatal) {
+        // Nothing after it can be framed: answer what is in flight, then close.
+        this.c.protocolClosed++;
+        f.fatal = true;
+      }
+    }
   }
 
   private maybeClose(f: Front): void {
@@ -333,8 +397,8 @@ export class Agent {
       this.reply(f, h.id, Status.NO_SERVER, 0);
       return;
     }
-    if (this.c.open + this.pending.size >= this.opts.max) {
-      this.log.warn('handoff refused: busy', { id: h.id, conn, open: this.c.open, pending: this.pending.size });
+    if (this.c.open + this.pending.length >= this.opts.max) {
+      this.log.warn('handoff refused: busy', { id: h.id, conn, open: this.c.open, pending: this.pending.length });
       this.reply(f, h.id, Status.BUSY, 0);
       return;
     }
@@ -352,25 +416,112 @@ export class Agent {
     }
     this.c.restoreMicros += Number(process.hrtime.bigint() - t0) / 1000;
     this.c.heldBytes += h.data.length;
-    let sock: net.Socket;
-    try {
-      // Not read here: the held bytes stay queued for the server process.
-      sock = new net.Socket({ fd, readable: true, writable: true, pauseOnCreate: true } as net.SocketConstructorOpts);
-    } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      this.addon.closeSilently(fd);
-      this.log.warn('handoff failed: wrapping the socket', { id: h.id, conn, error: e.message });
-      this.reply(f, h.id, Status.REPAIR_FAILED, typeof e.errno === 'number' ? -e.errno : 0);
-      return;
-    }
-    const k = this.nextKey++;
     f.inflight++;
-    this.pending.set(k, { front: f, id: h.id, timer: setTimeout(() => this.settle(k, false, 'no answer from the server process'), this.opts.ackTimeoutMs) });
-    const msg: ServerMessage = { t: 'conn', k };
-    this.child.send(msg, sock, (err) => {
-      if (err) this.settle(k, false, `passing the socket failed: ${err.message}`);
-    });
-    if (this.log.enabled('debug')) this.log.debug('handed off', { id: h.id, conn, held: h.data.length, k });
+    this.pending.push({ front: f, id: h.id, fd, t: performance.now() });
+    if (this.log.enabled('debug')) this.log.debug('restored', { id: h.id, conn, held: h.data.length, fd });
+  }
+
+  /**
+   * Queues the pending connections to the server process (sendFds: one sendmsg per 253) and answers
+   * DONE 0 for each the kernel took; the agent's copies are closed (the in-flight reference keeps
+   * the socket). If its queue is full the rest wait (polled for room, DONE 3 after ackTimeoutMs);
+   * if it is gone they are closed silently and answered 3.
+   */
+  private flush(): void {
+    if (!this.pending.length) return;
+    if (this.tx < 0) return this.failPending('no server process');
+    const batch = this.pending.length > SEND_BATCH ? this.pending.slice(0, SEND_BATCH) : this.pending;
+    let sent: number;
+    try {
+      sent = this.addon.sendFds(this.tx, batch.map((p) => p.fd), true);
+    } catch (err) {
+      const e = err as RepairError;
+      this.c.lastErrno = e.errno ?? 0;
+      this.c.lastStep = 'sendFds';
+      return this.failPending(`passing to the server process failed: ${e.message}`, e.errno ?? 0);
+    }
+    if (sent > 0) {
+      const done = sent === this.pending.length ? this.pending : this.pending.slice(0, sent);
+      this.pending = sent === this.pending.length ? [] : this.pending.slice(sent);
+      this.c.open += sent;
+      // The DONEs of a batch leave in one write per front end.
+      const fronts = new Set<Front>();
+      for (const p of done) {
+        if (!fronts.has(p.front)) {
+          fronts.add(p.front);
+          p.front.sock.cork();
+        }
+        p.front.inflight--;
+        this.reply(p.front, p.id, Status.OK, 0);
+      }
+      for (const fr of fronts) {
+        fr.sock.uncork();
+        this.maybeClose(fr);
+      }
+      if (this.log.enabled('debug')) this.log.debug('handed off', { ids: done.length > 8 ? `${done.length} handoffs` : done.map((p) => p.id) });
+      if (this.pending.length && sent === batch.length) return this.flush();
+    }
+    if (this.pending.length) this.waitForRoom();
+    else this.roomAgain();
+  }
+
+  /** The server process's queue is full: poll for room, expire what waits too long. */
+  private waitForRoom(): void {
+    if (!this.txPoll && this.tx >= 0) {
+      this.txPoll = this.addon.pollStart(this.tx, 2, () => {
+        this.flush();
+        if (!this.pending.length) for (const f of this.fronts) if (f.queue.length) this.pump(f);
+      });
+    }
+    if (!this.expiry) {
+      const wait = Math.max(1, this.pending[0].t + this.opts.ackTimeoutMs - performance.now());
+      this.expiry = setTimeout(() => this.expire(), wait);
+    }
+  }
+
+  private roomAgain(): void {
+    if (this.txPoll) this.addon.pollStop(this.txPoll);
+    this.txPoll = null;
+    if (this.expiry) clearTimeout(this.expiry);
+    this.expiry = null;
+  }
+
+  private expire(): void {
+    this.expiry = null;
+    const old = performance.now() - this.opts.ackTimeoutMs;
+    let n = 0;
+    while (n < this.pending.length && this.pending[n].t <= old) n++;
+    if (n) this.fail(this.pending.splice(0, n), 'no room in the server process queue in time', 0);
+    if (this.pending.length) this.waitForRoom();
+    else this.roomAgain();
+    for (const f of this.fronts) if (f.queue.length) this.pump(f);
+  }
+
+  private failPending(reason: string, errno = 0): void {
+    const all = this.pending;
+    this.pending = [];
+    this.roomAgain();
+    this.fail(all, reason, errno);
+  }
+
+  /** DONE 3 for these restored connections; each is closed in repair mode: the client sees nothing. */
+  private fail(list: Pending[], reason: string, errno: number): void {
+    if (!list.length) return;
+    this.log.warn('handoff failed: server process', { ids: list.length > 8 ? `${list.length} handoffs` : list.map((p) => p.id), reason });
+    const fronts = new Set<Front>();
+    for (const p of list) {
+      try {
+        this.addon.closeSilently(p.fd);
+      } catch {
+        try {
+          closeSync(p.fd);
+        } catch {}
+      }
+      p.front.inflight--;
+      this.reply(p.front, p.id, Status.NO_SERVER, errno);
+      fronts.add(p.front);
+    }
+    for (const fr of fronts) this.maybeClose(fr);
   }
 
   /**
@@ -411,24 +562,6 @@ export class Agent {
     this.c.passed++;
     this.reply(f, h.id, Status.OK, 0);
     if (this.log.enabled('debug')) this.log.debug('handed off', { id: h.id, conn, held: h.data.length, to: path });
-  }
-
-  /** The server process's answer (or its absence) for handoff k: DONE 0 or 3. */
-  private settle(k: number, ok: boolean, reason: string): void {
-    const p = this.pending.get(k);
-    if (!p) return;
-    this.pending.delete(k);
-    clearTimeout(p.timer);
-    p.front.inflight--;
-    if (ok) {
-      this.c.open++;
-      this.reply(p.front, p.id, Status.OK, 0);
-    } else {
-      this.log.warn('handoff failed: server process', { id: p.id, reason });
-      this.reply(p.front, p.id, Status.NO_SERVER, 0);
-    }
-    this.maybeClose(p.front);
-    if (this.pending.size < this.opts.maxPending) for (const f of this.fronts) if (f.queue.length) this.pump(f);
   }
 }
 

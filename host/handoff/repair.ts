@@ -61,7 +61,24 @@ export interface RepairAddon {
   counters(): { timeWaitReclaimed: number };
   /** Sends msg and a duplicate of fd (SCM_RIGHTS) in one datagram to the Unix datagram socket at path. */
   passFd(path: string, fd: number, msg: Uint8Array): void;
+  /** A non-blocking Unix datagram socket bound at path (the server process's receiving end). */
+  dgramBind(path: string): number;
+  /** A non-blocking Unix datagram socket connected to path (the agent's sending end). */
+  dgramConnect(path: string): number;
+  /**
+   * Sends fds over sock (SCM_RIGHTS, up to 253 per datagram); returns how many went, in order,
+   * fewer when the receiver's queue is full (EAGAIN). close = true closes the sent ones here.
+   * Throws (errno, step) only when nothing could be sent for another reason (ECONNREFUSED: receiver gone).
+   */
+  sendFds(sock: number, fds: number[], close?: boolean): number;
+  /** The descriptors carried by the datagrams queued on sock (reads until empty or about max). */
+  recvFds(sock: number, max?: number): number[];
+  /** libuv poll on fd: events 1 readable, 2 writable; callback(events, or a negative libuv status). */
+  pollStart(fd: number, events: number, callback: (events: number) => void): PollHandle;
+  pollStop(handle: PollHandle): void;
 }
+
+export type PollHandle = object & { readonly __poll?: never };
 
 export type RepairError = Error & { errno: number; step: string; code: string };
 

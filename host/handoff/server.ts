@@ -1,33 +1,27 @@
-// The server process of a handoff backend: the agent (host/handoff/agent.ts) forks it with a Node
-// IPC channel and passes each restored connection with child.send(msg, socket) (SCM_RIGHTS over
-// the channel's Unix socket). The connection arrives established, the client's held request
-// already in its receive queue, so the HTTP/1.1 server below reads it like any request.
+// The server process of a handoff backend: the agent (host/handoff/agent.ts) forks it and passes
+// the restored connections over a Unix datagram socket: the server binds it at the path the agent
+// gives (--socket, inside the agent's private temporary directory), waits for it to become readable
+// (libuv uv_poll through the repair addon), and takes every queued datagram at once (recvFds:
+// recvmsg with SCM_RIGHTS, up to 253 descriptors a datagram). Each descriptor becomes a net.Socket
+// handed to the HTTP server; the connection arrives established, the client's held request already
+// in its receive queue, so the HTTP/1.1 server below reads it like any request.
 //
 // It answers as the lab's nginx does (lab/nginx.conf.tmpl): the backend id in an X-Backend header
 // on every response; "/" and anything else -> 200 "<id>\n"; /whoami -> the client address as this
 // backend sees it; /health -> "ok <id>\n"; text/plain; keep-alive 65 s.
 //
-// IPC (JSON messages):
-//   agent -> server  { t: 'conn', k }  + the socket       one restored connection, k the agent's key
-//   server -> agent  { t: 'ready' }                       once, at start
-//                    { t: 'ack', k, ok: true }             the socket is now the HTTP server's
-//                    { t: 'ack', k, ok: false, reason }    refused (no socket arrived, at --max)
-//                    { t: 'closed', n }                    n handed-off connections closed since the last
+// Node IPC channel (JSON messages, few): server -> agent
+//   { t: 'ready' }        once, when the datagram socket is bound
+//   { t: 'closed', n }    n handed-off connections closed since the last (batched, every 20 ms at most;
+//                         includes any it refused at --max), for the agent's count of open ones
 // Runs only when started by the agent (SESSIONLB_HANDOFF_SERVER=1 in its environment):
-//   server.js --id ID [--max N]
+//   server.js --id ID --socket PATH [--max N]
+import { closeSync } from 'node:fs';
 import http from 'node:http';
-import type { Socket } from 'node:net';
+import net, { type Socket } from 'node:net';
+import { loadRepairAddon } from './repair.js';
 
-export interface ServerMessage {
-  t: 'conn';
-  k: number;
-}
-
-export type AgentMessage =
-  | { t: 'ready' }
-  | { t: 'ack'; k: number; ok: true }
-  | { t: 'ack'; k: number; ok: false; reason: string }
-  | { t: 'closed'; n: number };
+export type AgentMessage = { t: 'ready' } | { t: 'closed'; n: number };
 
 /** The request handler: nginx's answers from lab/nginx.conf.tmpl for backend `id`. */
 export function backendHandler(id: string): http.RequestListener {
@@ -48,6 +42,9 @@ function arg(name: string): string | undefined {
 function runServerProcess(): void {
   const id = arg('--id') ?? 'backend';
   const max = Number(arg('--max') ?? 1e9);
+  const path = arg('--socket');
+  if (!path) throw new Error('server process: --socket PATH missing');
+  const addon = loadRepairAddon();
   const send = (m: AgentMessage) => {
     if (process.connected) process.send!(m);
   };
@@ -61,10 +58,8 @@ function runServerProcess(): void {
   let closed = 0;
   let flush: NodeJS.Timeout | null = null;
   let draining = false;
-  const onClose = () => {
-    open--;
+  const noteClosed = () => {
     closed++;
-    if (draining && open === 0) process.exit(0);
     // Batched: one IPC message per 20 ms, not one per connection.
     flush ??= setTimeout(() => {
       flush = null;
@@ -72,26 +67,50 @@ function runServerProcess(): void {
       closed = 0;
     }, 20);
   };
-  process.on('message', (m: ServerMessage, socket?: Socket) => {
-    if (!m || m.t !== 'conn') return;
-    if (!socket) {
-      send({ t: 'ack', k: m.k, ok: false, reason: 'no socket arrived with the message' });
+  const onClose = () => {
+    open--;
+    noteClosed();
+    if (draining && open === 0) process.exit(0);
+  };
+  const noop = () => {};
+  const adopt = (fd: number) => {
+    if (open >= max) {
+      // The agent counts handed-off connections itself and stops at --max; this is a backstop.
+      closeSync(fd);
+      noteClosed();
       return;
     }
-    if (open >= max) {
-      socket.destroy();
-      send({ t: 'ack', k: m.k, ok: false, reason: `at the connection limit (${max})` });
+    let sock: Socket;
+    try {
+      sock = new net.Socket({ fd, readable: true, writable: true });
+    } catch {
+      try {
+        closeSync(fd);
+      } catch {}
+      noteClosed();
       return;
     }
     open++;
-    socket.once('close', onClose);
-    socket.on('error', () => {});
-    server.emit('connection', socket);
-    send({ t: 'ack', k: m.k, ok: true });
+    sock.once('close', onClose);
+    sock.on('error', noop);
+    server.emit('connection', sock);
+  };
+  const rx = addon.dgramBind(path);
+  const poll = addon.pollStart(rx, 1, () => {
+    let fds: number[];
+    try {
+      fds = addon.recvFds(rx, 1024);
+    } catch (e) {
+      process.stderr.write(`handoff server process: recvFds: ${(e as Error).message}\n`);
+      return;
+    }
+    for (const fd of fds) adopt(fd);
   });
   // The agent gone: nothing more will arrive; finish the connections we have, briefly.
   process.on('disconnect', () => {
     draining = true;
+    addon.pollStop(poll);
+    closeSync(rx); // datagrams still queued: the kernel closes the descriptors they carry
     if (open === 0) process.exit(0);
     setTimeout(() => process.exit(0), 2000).unref();
   });
