@@ -16,7 +16,8 @@
 //                         includes any it refused at --max), for the agent's count of open ones
 // Runs only when started by the agent (SESSIONLB_HANDOFF_SERVER=1 in its environment):
 //   server.js --id ID --socket PATH [--max N]
-import { closeSync } from 'node:fs';
+import { closeSync, rmdirSync, unlinkSync } from 'node:fs';
+import { dirname } from 'node:path';
 import http from 'node:http';
 import net, { type Socket } from 'node:net';
 import { loadRepairAddon } from './repair.js';
@@ -111,6 +112,11 @@ function runServerProcess(): void {
     draining = true;
     addon.pollStop(poll);
     closeSync(rx); // datagrams still queued: the kernel closes the descriptors they carry
+    // An agent killed outright left its private directory: remove the socket and the (then empty) directory.
+    try {
+      unlinkSync(path);
+      rmdirSync(dirname(path));
+    } catch {}
     if (open === 0) process.exit(0);
     setTimeout(() => process.exit(0), 2000).unref();
   });
