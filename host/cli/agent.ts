@@ -23,7 +23,7 @@ options:
                         (SCM_RIGHTS) to the Unix datagram socket at PATH
                         (repeatable; e.g. the lab's RTSP server, 8554)
   --max N               handed-off connections open at once (more: DONE busy)  default 10000
-  --max-pending N       handoffs waiting for the server process at once; more
+  --max-pending N       handoffs waiting for room in the server process's queue at once; more
                         wait unread in the front end's connection              default 1024
   --log-level L         debug, info, warn or error                            default info
   --help                this text
