@@ -212,8 +212,8 @@ function wrk(ns: string, durationS: number, close: boolean, pid: number | null, 
   h.p90ms = wrkPercentile(w.stdout, 90);
   h.p99ms = wrkPercentile(w.stdout, 99);
   if (c0 !== null && c1 !== null && h.requests > 0) h.cpuPer10k = ((c1 - c0) / h.requests) * 1e4;
-  if (backendPids.length && h.requests > 0) h.backendCpuPer10k = ((b1 - b0) / h.requests) * 1e4;
   else if (pid) h.errors.push(`balancer pid ${pid} gone during wrk`);
+  if (backendPids.length && h.requests > 0) h.backendCpuPer10k = ((b1 - b0) / h.requests) * 1e4;
   const sock = w.stdout.match(/Socket errors:.*$/m);
   if (sock) h.errors.push(`wrk: ${sock[0]}`);
   const non2xx = w.stdout.match(/Non-2xx or 3xx responses:\s+(\d+)/);
