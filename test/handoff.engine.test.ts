@@ -293,6 +293,48 @@ describe('handoff: after the agent answers', () => {
   });
 });
 
+describe('handoff: RTSP sessions learned from the client\'s requests', () => {
+  it('a Session named by a request on a handed-off connection pins later connections carrying it to that backend; TEARDOWN ends it', () => {
+    const eng = new Engine(parseConfig({
+      flowCapacity: 4096,
+      vips: [{ address: VIP, ports: [554], method: 'handoff', scheduler: 'rr', policy: 'session', rtspPorts: [554], backends: BACKENDS.map((a, i) => ({ id: `b${i + 1}`, address: a, mac: bmac(i) })) }],
+    }));
+    const p = new Peer(eng);
+    const rtsp = (sport: number, isn: number, req: string) => {
+      const syn = p.send(frame({ src: CLIENT, dst: VIP, proto: 'tcp', sport, dport: 554, seq: isn, tcpFlags: F.SYN, tcpOptions: tcpOpts({ mss: 1460 }), srcMac: CLIENT_MAC, dstMac: '02:00:00:00:00:fe' }));
+      const our = parseTcp(syn.frame).seq;
+      const mk = (seq: number, ack: number, flags: number, payload?: Uint8Array) => frame({ src: CLIENT, dst: VIP, proto: 'tcp', sport, dport: 554, seq: u32(seq), ack: u32(ack), tcpFlags: flags, window: 500, payload, srcMac: CLIENT_MAC, dstMac: '02:00:00:00:00:fe' });
+      p.send(mk(isn + 1, our + 1, F.ACK));
+      p.send(mk(isn + 1, our + 1, F.ACK | F.PSH, enc(req)));
+      expect(p.out.map((o) => o.side)).toEqual(['handoff']);
+      return { our, j: p.out[0].backendIndex, id: decodeHandoff(p.out[0].frame).id, mk, next: isn + 1 + req.length };
+    };
+    const a = rtsp(44000, 100, 'OPTIONS rtsp://10.1.0.1/test RTSP/1.0\r\nCSeq: 1\r\n\r\n');
+    expect(p.done(a.id, 0).rc).toBe(0);
+    expect(eng.ex.session_count()).toBe(0);
+    // The server's SETUP reply went to the client directly; the client's PLAY names the session.
+    const play = 'PLAY rtsp://10.1.0.1/test RTSP/1.0\r\nCSeq: 4\r\nSession: 7F3A21C9\r\n\r\n';
+    expect(p.send(a.mk(a.next, a.our + 600, F.ACK | F.PSH, enc(play))).verdict).toBe('backend');
+    expect(eng.ex.session_count()).toBe(1);
+    // Five new connections whose first request carries that Session: all to a's backend (rr would rotate).
+    for (let k = 0; k < 5; k++) {
+      const b = rtsp(44100 + k, 5000 + k, `GET_PARAMETER rtsp://10.1.0.1/test RTSP/1.0\r\nCSeq: ${10 + k}\r\nSession: 7F3A21C9\r\n\r\n`);
+      expect(b.j).toBe(a.j);
+      p.done(b.id, 0);
+    }
+    expect(stats(eng)[14]).toBe(5); // session-matched
+    // An unknown Session: the scheduler decides (more than one backend over three).
+    const seen = new Set<number>();
+    for (let k = 0; k < 3; k++) seen.add(rtsp(44200 + k, 7000 + k, `GET_PARAMETER rtsp://10.1.0.1/test RTSP/1.0\r\nCSeq: 1\r\nSession: NOPE${k}\r\n\r\n`).j);
+    expect(seen.size).toBeGreaterThan(1);
+    const mine = () => eng.snapshotSessions().find((x) => x.id === '7F3A21C9')!;
+    expect(mine()).toMatchObject({ state: 'active', backendId: `b${a.j + 1}`, client: CLIENT, vip: VIP });
+    // TEARDOWN on the first connection ends the session (closing, then ended after the grace period).
+    p.send(a.mk(a.next + play.length, a.our + 900, F.ACK | F.PSH, enc('TEARDOWN rtsp://10.1.0.1/test RTSP/1.0\r\nCSeq: 5\r\nSession: 7F3A21C9\r\n\r\n')));
+    expect(mine()).toMatchObject({ state: 'closing', closeReason: 'teardown' });
+  });
+});
+
 describe('handoff: hostile input and both builds', () => {
   it('random and damaged segments to a handoff VIP, with connections waiting and handed off, never trap; every frame is accounted for; SIMD and nosimd agree byte for byte', () => {
     const run = (module?: WebAssembly.Module) => {

@@ -8,7 +8,7 @@
 // client's capture (no bad checksum, no tcp.analysis flag, no second handshake), sessionlb's and the
 // agents' own counters.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LabSummary } from '../host/lab/lab.js';
 import { Capture, countBy, httpBackends, labDirOf, labDown, labUnsupported, labUp, nsRun, nsRunAsync, ROOT, rtspClient, sleep, tsharkFields, testPrefix } from './helpers/lab.js';
@@ -155,6 +155,24 @@ describe.skipIf(!!why)('sessionlb live TCP handoff in the lab', () => {
     expect(tsharkFields(srv.file, `ip.src == ${VIP} && ip.dst == ${lab.clients[1].address} && udp`, ['frame.number']).length).toBeGreaterThanOrEqual(50);
   });
 
+  it('RTSP session awareness through handoff: later connections carrying a session\'s id reach its backend (GStreamer\'s own session table is the oracle)', () => {
+    // A client sets up and plays a session, then opens six new connections whose first request
+    // carries that Session. sessionlb never sees the server's responses (one-way), so it learned the
+    // session from the client's PLAY on the handed-off connection. The RTSP servers answer a
+    // GET_PARAMETER for a session they do not hold with 454: asked directly, only one backend knows it.
+    const file = join(OUT, 'rtsp-session.py');
+    writeFileSync(file, RTSP_SESSION_PY);
+    const r = nsRun(lab.clients[0].ns, ['/usr/bin/python3', file, VIP, lab.backends.map((b) => b.address).join(',')], { timeoutMs: 30_000 });
+    expect(r.code, r.stderr).toBe(0);
+    const v = JSON.parse(r.stdout) as { sid: string; play: string; viaVip: string[]; direct: Record<string, string> };
+    expect(v.play).toBe('RTSP/1.0 200 OK');
+    const holders = Object.entries(v.direct).filter(([, line]) => line === 'RTSP/1.0 200 OK').map(([a]) => a);
+    expect(holders.length, JSON.stringify(v.direct)).toBe(1);
+    for (const [a, line] of Object.entries(v.direct)) if (a !== holders[0]) expect(line).toBe('RTSP/1.0 454 Session Not Found');
+    expect(v.viaVip).toEqual(Array(6).fill('RTSP/1.0 200 OK'));
+    expect(metrics(lab)['session-matched']).toBeGreaterThanOrEqual(6);
+  });
+
   it('wrk with keep-alive and with a new connection per request: no error; the agents account for every handoff', async () => {
     const keep = await nsRunAsync(lab.clients[0].ns, ['timeout', '20', 'wrk', '-t1', '-c16', '-d3s', `http://${VIP}/`], { timeoutMs: 25_000 });
     expect(keep.stdout, keep.stderr).toMatch(/Requests\/sec/);
@@ -197,3 +215,29 @@ describe.skipIf(!!why)('sessionlb live TCP handoff in the lab', () => {
     expect(backends).not.toContain('b2');
   });
 });
+
+// The RTSP client of the session-awareness test (python3, plain sockets): prints one JSON line.
+const RTSP_SESSION_PY = String.raw`import socket, sys, re, json
+vip, backends = sys.argv[1], sys.argv[2].split(',')
+def ask(s, req):
+    s.sendall(req.encode())
+    d = b''
+    while b'\r\n\r\n' not in d:
+        b = s.recv(65536)
+        if not b: break
+        d += b
+    return d.partition(b'\r\n\r\n')[0].decode()
+url = f"rtsp://{vip}:8554/test"
+s = socket.create_connection((vip, 8554), timeout=5)
+ask(s, f"OPTIONS {url} RTSP/1.0\r\nCSeq: 1\r\n\r\n")
+ask(s, f"DESCRIBE {url} RTSP/1.0\r\nCSeq: 2\r\nAccept: application/sdp\r\n\r\n")
+r = ask(s, f"SETUP {url}/stream=0 RTSP/1.0\r\nCSeq: 3\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n")
+sid = re.search(r'Session: ([^;\r]+)', r).group(1)
+play = ask(s, f"PLAY {url} RTSP/1.0\r\nCSeq: 4\r\nSession: {sid}\r\n\r\n").split('\r\n')[0]
+def again(addr, k):
+    t = socket.create_connection((addr, 8554), timeout=5)
+    line = ask(t, f"GET_PARAMETER {url} RTSP/1.0\r\nCSeq: {10+k}\r\nSession: {sid}\r\n\r\n").split('\r\n')[0]
+    t.close()
+    return line
+print(json.dumps({"sid": sid, "play": play, "viaVip": [again(vip, k) for k in range(6)], "direct": {b: again(b, 20) for b in backends}}))
+`;

@@ -27,8 +27,8 @@ import {
 } from '../lb/config';
 import { schedule } from '../lb/schedule';
 import { count, countDrop, C_TX_BACKEND, C_TX_CLIENT, C_DROPPED, D_TRUNCATED, D_NO_BACKEND, D_NO_SERVICE } from '../counters';
-import { rtspParse } from '../session/rtsp';
-import { findSession, createSession, sessionBackend } from '../session/table';
+import { rtspParse, METHOD_TEARDOWN } from '../session/rtsp';
+import { findSession, createSession, sessionBackend, touchSession, reviveSession, closeSession, SE_TEARDOWN } from '../session/table';
 import { expect as expectMedia } from '../session/inspect';
 import { seqAdd, seqSub, seqLeq, seqLt, seqMap, seqUnmap } from './seq';
 
@@ -1054,7 +1054,34 @@ function handoffInput(d: usize, data: usize, caplen: u32, tcp: usize, hlen: u32,
     entryFree(i);
     return synCookie(d, data, caplen, tcp, hlen, keyPtr, vip, seq, nowS, nowMs);
   }
+  // RTSP through a handoff: the responses that name sessions never pass us, but the client names
+  // its session in every request after SETUP. Learned from those, a later connection carrying
+  // that Session id lands on this backend too (chooseBackend); TEARDOWN ends it.
+  const start = pL4 + hlen, end = payloadEnd(caplen);
+  if (end > start && isRtspPort(vipPtr(vip), load<u16>(e + E_VPORT))) learnSession(data + start, end - start, vip, <u32>load<u16>(e + E_BACKEND), e, nowS);
   handedForward(d, data, i, e, flags, nowMs);
+}
+
+/** A client's RTSP request on a handed-off connection: its Session, if any, is (or stays) this backend's. */
+function learnSession(p: usize, n: u32, vip: u32, j: u32, e: usize, nowS: u32): void {
+  const res = rtspResultPtr;
+  if (rtspParse(p, n, res) <= 0 || load<u8>(res + 4) != 1 || !(load<u32>(res + 12) & 2)) return;
+  const sp = load<u32>(res + 52);
+  const ip = p + (sp & 0xffff), len = sp >> 16;
+  let s = findSession(vip, ip, len);
+  if (s < 0) {
+    const k = keyPtr;
+    store<u64>(k, 0);
+    store<u32>(k, 0xffff0000, 8);
+    store<u32>(k, load<u32>(e + E_CADDR), 12);
+    copy16(k + 16, vipPtr(vip) + V_ADDR);
+    s = createSession(vip, ip, len, j, k, 60, nowS); // RFC 2326's default session timeout
+    if (s < 0) return;
+  } else {
+    reviveSession(<u32>s, nowS);
+    touchSession(<u32>s, nowS);
+  }
+  if (<u32>load<u8>(res + 5) == METHOD_TEARDOWN) closeSession(<u32>s, SE_TEARDOWN, nowS);
 }
 
 /** Forwards a client segment of a handed-off connection to its backend (Ethernet addresses only). */
