@@ -530,6 +530,8 @@ static napi_value js_close_silently(napi_env env, napi_callback_info info) {
 // fd in one datagram (SCM_RIGHTS) to the Unix datagram socket bound at path: how the agent hands a
 // restored connection to a server process that is not its child (docs/handoff.md "Other servers").
 // The caller keeps its own fd (and closes it). Throws Error with errno/step/code.
+static int unix_path(napi_env env, napi_value v, const char *fn, struct sockaddr_un *sa);
+
 static napi_value js_pass_fd(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
@@ -537,12 +539,8 @@ static napi_value js_pass_fd(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "passFd(path, fd, msg)");
     return NULL;
   }
-  char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-  size_t plen = 0;
-  if (napi_get_value_string_utf8(env, argv[0], path, sizeof path, &plen) != napi_ok || plen == 0 || plen >= sizeof path - 1) {
-    napi_throw_type_error(env, NULL, "passFd: path must be a string of 1..106 bytes");
-    return NULL;
-  }
+  struct sockaddr_un to;
+  if (unix_path(env, argv[0], "passFd", &to) < 0) return NULL;
   int32_t fd = -1;
   if (napi_get_value_int32(env, argv[1], &fd) != napi_ok || fd < 0) {
     napi_throw_type_error(env, NULL, "passFd: fd must be a descriptor");
@@ -568,8 +566,6 @@ static napi_value js_pass_fd(napi_env env, napi_callback_info info) {
   }
   int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (s < 0) return throw_step(env, "passFd", "socket", errno);
-  struct sockaddr_un to = {.sun_family = AF_UNIX};
-  memcpy(to.sun_path, path, plen);
   char one = 0;
   struct iovec iov = {.iov_base = len ? data : &one, .iov_len = len ? len : 1};
   union {

@@ -402,20 +402,8 @@ export class Agent {
       this.reply(f, h.id, Status.BUSY, 0);
       return;
     }
-    const t0 = process.hrtime.bigint();
-    let fd: number;
-    try {
-      fd = this.addon.restore(h);
-    } catch (err) {
-      const e = err as RepairError;
-      this.c.lastErrno = e.errno ?? 0;
-      this.c.lastStep = e.step ?? '';
-      this.log.warn('handoff failed: restore', { id: h.id, conn, step: e.step, errno: e.errno, error: e.message });
-      this.reply(f, h.id, Status.REPAIR_FAILED, e.errno ?? 0);
-      return;
-    }
-    this.c.restoreMicros += Number(process.hrtime.bigint() - t0) / 1000;
-    this.c.heldBytes += h.data.length;
+    const fd = this.restore(f, h, conn);
+    if (fd === null) return;
     f.inflight++;
     this.pending.push({ front: f, id: h.id, fd, t: performance.now() });
     if (this.log.enabled('debug')) this.log.debug('restored', { id: h.id, conn, held: h.data.length, fd });
@@ -524,15 +512,8 @@ export class Agent {
     for (const fr of fronts) this.maybeClose(fr);
   }
 
-  /**
-   * --pass: the restored connection goes to another server process over a Unix datagram socket
-   * (descriptor + JSON line); DONE 0 as soon as the kernel has queued it there, 3 if it cannot be.
-   */
-  private passOn(f: Front, h: Handoff, conn: string, path: string): void {
-    if (this.stopping) {
-      this.reply(f, h.id, Status.NO_SERVER, 0);
-      return;
-    }
+  /** restore() with its accounting; on failure answers DONE 2 with the errno and returns null. */
+  private restore(f: Front, h: Handoff, conn: string): number | null {
     const t0 = process.hrtime.bigint();
     let fd: number;
     try {
@@ -543,10 +524,24 @@ export class Agent {
       this.c.lastStep = e.step ?? '';
       this.log.warn('handoff failed: restore', { id: h.id, conn, step: e.step, errno: e.errno, error: e.message });
       this.reply(f, h.id, Status.REPAIR_FAILED, e.errno ?? 0);
-      return;
+      return null;
     }
     this.c.restoreMicros += Number(process.hrtime.bigint() - t0) / 1000;
     this.c.heldBytes += h.data.length;
+    return fd;
+  }
+
+  /**
+   * --pass: the restored connection goes to another server process over a Unix datagram socket
+   * (descriptor + JSON line); DONE 0 as soon as the kernel has queued it there, 3 if it cannot be.
+   */
+  private passOn(f: Front, h: Handoff, conn: string, path: string): void {
+    if (this.stopping) {
+      this.reply(f, h.id, Status.NO_SERVER, 0);
+      return;
+    }
+    const fd = this.restore(f, h, conn);
+    if (fd === null) return;
     const line = Buffer.from(JSON.stringify({ client: h.client, clientPort: h.clientPort, vip: h.vip, vipPort: h.vipPort }) + '\n');
     try {
       this.addon.passFd(path, fd, line);
