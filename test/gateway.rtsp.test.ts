@@ -100,7 +100,9 @@ describe.skipIf(why !== null)('sessionlb gateway: RTSP', () => {
     gw = await startGateway(DIR, {
       vips: [{
         address: VIP, ports: [port], rtspPorts: [port], protocols: ['tcp'], scheduler: 'rr',
-        healthCheck: { type: 'rtsp', path: '/test', interval: 0.5, timeout: 0.4 },
+        // 1 s: a check slowed by a loaded machine (the RTSP servers encode video) must not mark a
+        // healthy backend down in the middle of the session tests.
+        healthCheck: { type: 'rtsp', path: '/test', interval: 1, timeout: 1 },
         backends: IDS.map((id) => ({ id, address: ADDR[id] })),
       }],
       gateway: { metrics: { port: metricsPort }, logLevel: 'debug' },
@@ -122,8 +124,12 @@ describe.skipIf(why !== null)('sessionlb gateway: RTSP', () => {
     const frames = [...r.err.matchAll(/frame=\s*(\d+)/g)].map((m) => Number(m[1]));
     expect(Math.max(0, ...frames)).toBeGreaterThanOrEqual(40); // 25 fps for 3 s
     expect(r.err).toMatch(/Video: h264/);
-    await sleep(200);
-    const m = await metricsText();
+    // The gateway sees the TEARDOWN's reply after ffmpeg has exited: wait for it (3 s at most).
+    let m = await metricsText();
+    for (let i = 0; i < 30 && metric(m, 'sessionlb_gateway_sessions_ended_total') !== ended0 + 1; i++) {
+      await sleep(100);
+      m = await metricsText();
+    }
     expect(metric(m, 'sessionlb_gateway_sessions_created_total')).toBe(created0 + 1);
     // ffmpeg sends TEARDOWN at the end (the gateway saw it and its 200 reply across interleaved media).
     expect(metric(m, 'sessionlb_gateway_sessions_ended_total')).toBe(ended0 + 1);
@@ -266,9 +272,9 @@ describe.skipIf(why !== null)('sessionlb gateway: RTSP', () => {
     }
     expect(idx).toBeGreaterThanOrEqual(0);
     await servers[idx].stop();
-    // Health (RTSP OPTIONS, interval 0.5 s, fall 2) marks it down within about 1.5 s.
+    // Health (RTSP OPTIONS, interval 1 s, fall 2; a stopped server refuses at once) marks it down within about 2 s.
     let m = '';
-    for (let i = 0; i < 40; i++) {
+    for (let i = 0; i < 60; i++) {
       m = await metricsText();
       if (metric(m, 'sessionlb_gateway_backend_up', { backend: IDS[idx] }) === 0) break;
       await sleep(100);
