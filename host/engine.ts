@@ -2,7 +2,7 @@
 // rings, timeouts), exposes the batch regions, and reads counters, per-backend stats and events.
 // It does no per-packet work itself; see replay.ts for the batch loop.
 import { instantiate, loadModule, type EngineExports } from './wasm.js';
-import { addressBytes, formatAddress, type BackendState, type Config, METHODS, SCHEDULERS, BACKEND_STATES, POLICIES } from './ctl/config.js';
+import { addressBytes, formatAddress, type BackendState, type Config, METHODS, SCHEDULERS, BACKEND_STATES, POLICIES, isSpliceFamily } from './ctl/config.js';
 import { buildRing } from './ctl/maglev.js';
 import { COUNTER_NAMES, DROP_NAMES, PASS_NAMES, CLOSE_REASONS, SESSION_END_REASONS } from './ctl/counters.js';
 
@@ -228,7 +228,7 @@ export class Engine {
    */
   private configureSplice(): void {
     const sx = this.ex as unknown as SpliceExports;
-    const vips = this.config.vips.map((v, i) => ({ v, i })).filter(({ v }) => (v.method === 'splice' || v.method === 'handoff') && v.splice);
+    const vips = this.config.vips.map((v, i) => ({ v, i })).filter(({ v }) => isSpliceFamily(v.method) && v.splice);
     if (!vips.length || typeof sx.config_splice !== 'function') return;
     const scratch = this.ex.scratch_ptr();
     const first = vips.find(({ v }) => v.splice!.source) ?? vips[0];

@@ -1070,12 +1070,7 @@ function learnSession(p: usize, n: u32, vip: u32, j: u32, e: usize, nowS: u32): 
   const ip = p + (sp & 0xffff), len = sp >> 16;
   let s = findSession(vip, ip, len);
   if (s < 0) {
-    const k = keyPtr;
-    store<u64>(k, 0);
-    store<u32>(k, 0xffff0000, 8);
-    store<u32>(k, load<u32>(e + E_CADDR), 12);
-    copy16(k + 16, vipPtr(vip) + V_ADDR);
-    s = createSession(vip, ip, len, j, k, 60, nowS); // RFC 2326's default session timeout
+    s = createSession(vip, ip, len, j, clientVipKey(e, vip), 60, nowS); // RFC 2326's default session timeout
     if (s < 0) return;
   } else {
     reviveSession(<u32>s, nowS);
@@ -1331,18 +1326,23 @@ function backendToClient(d: usize, data: usize, caplen: u32, tcp: usize, hlen: u
   if ((flags & TH_RST) || done) entryFree(i);
 }
 
+/** Entry e's client and its VIP as a flow key's addresses, at keyPtr (the segment's own key is not needed any more). */
+function clientVipKey(e: usize, vip: u32): usize {
+  const k = keyPtr;
+  store<u64>(k, 0);
+  store<u32>(k, 0xffff0000, 8);
+  store<u32>(k, load<u32>(e + E_CADDR), 12);
+  copy16(k + 16, vipPtr(vip) + V_ADDR);
+  return k;
+}
+
 function noteSession(p: usize, n: u32, vip: u32, j: u32, e: usize, nowS: u32): void {
   const res = rtspResultPtr;
   if (rtspParse(p, n, res) <= 0 || load<u8>(res + 4) != 2 || !(load<u32>(res + 12) & 2)) return;
   const sp = load<u32>(res + 52);
   const ip = p + (sp & 0xffff), len = sp >> 16;
   if (findSession(vip, ip, len) >= 0) return;
-  // The client and the VIP as a flow key's addresses (keyPtr: this segment's key is not needed any more).
-  const k = keyPtr;
-  store<u64>(k, 0);
-  store<u32>(k, 0xffff0000, 8);
-  store<u32>(k, load<u32>(e + E_CADDR), 12);
-  copy16(k + 16, vipPtr(vip) + V_ADDR);
+  const k = clientVipKey(e, vip);
   const s = createSession(vip, ip, len, j, k, load<u32>(res + 32), nowS);
   if (s < 0) return;
   // UDP media of the session (RTP on the low ports, RTCP on the high ones): expectations pinned to

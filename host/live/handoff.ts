@@ -5,6 +5,7 @@
 // agent reconnects after a short back-off. Messages for an agent that is connecting wait in a queue.
 import { connect, type Socket } from 'node:net';
 import type { Logger } from './log.js';
+import { DoneReader } from '../handoff/protocol.js';
 
 export interface HandoffAgent {
   key: string; // backend id
@@ -17,7 +18,6 @@ export const STATUS_LINK_FAILED = 255;
 /** Status for a message not sent: the agent is in back-off after a failure, or its queue is full. */
 export const STATUS_NOT_SENT = 254;
 
-const DONE_LEN = 12;
 const MAX_QUEUED = 4096;
 const BACKOFF_MS = 500;
 
@@ -37,9 +37,14 @@ class Link {
   open = false;
   queue: Uint8Array[] = [];
   pending = new Set<number>();
-  rx: Buffer = Buffer.alloc(0);
+  rx = new DoneReader();
   retryAt = 0;
   constructor(readonly agent: HandoffAgent) {}
+}
+
+/** A HANDOFF message's id (bytes 4..7, big-endian). */
+export function handoffId(msg: Uint8Array): number {
+  return ((msg[4] << 24) | (msg[5] << 16) | (msg[6] << 8) | msg[7]) >>> 0;
 }
 
 export class HandoffLinks {
@@ -57,7 +62,7 @@ export class HandoffLinks {
 
   /** Sends one HANDOFF message (its id at bytes 4..7) to the agent. */
   send(agent: HandoffAgent, msg: Uint8Array): void {
-    const id = ((msg[4] << 24) | (msg[5] << 16) | (msg[6] << 8) | msg[7]) >>> 0;
+    const id = handoffId(msg);
     let l = this.links.get(agent.key);
     if (!l || l.agent.address !== agent.address || l.agent.port !== agent.port) {
       if (l) this.fail(l, 'agent address changed');
@@ -108,27 +113,23 @@ export class HandoffLinks {
     sock.on('timeout', () => sock.destroy(new Error(`no connection within ${this.opts.connectTimeoutMs} ms`)));
     sock.on('data', (b: Buffer) => {
       if (l.sock !== sock) return;
-      l.rx = l.rx.length ? Buffer.concat([l.rx, b]) : b;
-      let off = 0;
-      while (l.rx.length - off >= DONE_LEN) {
-        const r = l.rx.subarray(off, off + DONE_LEN);
-        if (r[0] !== 1 || r[1] !== 2 || r.readUInt16BE(2) !== DONE_LEN) {
+      for (const f of l.rx.push(b)) {
+        if (!f.ok) {
+          // Not a DONE (docs/handoff.md): the connection is dropped, its pending messages fail.
           this.counts.malformed++;
-          this.opts.log.warn('handoff agent sent a malformed reply', { backend: l.agent.key, bytes: r.toString('hex') });
+          this.opts.log.warn('handoff agent sent a malformed reply', { backend: l.agent.key, error: f.error.message });
           sock.destroy();
           return;
         }
-        const id = r.readUInt32BE(4), status = r[8];
-        off += DONE_LEN;
+        const { id, status, errno } = f.msg;
         if (!l.pending.delete(id)) continue; // failed already (the link broke) or never ours
         if (status === 0) this.counts.done++;
         else {
           this.counts.failed++;
-          this.opts.log.debug('handoff refused by the agent', { backend: l.agent.key, id, status, errno: r[9] });
+          this.opts.log.debug('handoff refused by the agent', { backend: l.agent.key, id, status, errno });
         }
         this.opts.onDone(id, status);
       }
-      l.rx = off === l.rx.length ? Buffer.alloc(0) : l.rx.subarray(off);
     });
     sock.on('error', (e) => {
       if (l.sock !== sock) return;
@@ -149,7 +150,7 @@ export class HandoffLinks {
     const s = l.sock;
     l.sock = null;
     l.open = false;
-    l.rx = Buffer.alloc(0);
+    l.rx = new DoneReader();
     l.retryAt = Date.now() + BACKOFF_MS;
     s?.destroy();
     if (ids.length) this.opts.log.warn('handoff messages failed with their agent connection', { backend: l.agent.key, messages: ids.length, why });

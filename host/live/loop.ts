@@ -19,7 +19,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { isIPv4 } from 'node:net';
 import { Engine, type SpliceExports } from '../engine.js';
-import { addressBytes, type BackendConfig, type BackendState, type Config, type LiveInterface, BACKEND_STATES, ConfigError } from '../ctl/config.js';
+import { addressBytes, type BackendConfig, type BackendState, type Config, type LiveInterface, BACKEND_STATES, ConfigError, isSpliceFamily } from '../ctl/config.js';
 import { VERDICT, EVENT } from '../ctl/counters.js';
 import { PcapWriter } from '../io/pcap-writer.js';
 import { Tap } from './tap.js';
@@ -30,9 +30,10 @@ import { buildTooBig } from './icmp.js';
 import { RateLimiter, refuse } from './admission.js';
 import { createLogger, type Logger } from './log.js';
 import { L2Responder, buildAnnouncement } from './l2.js';
-import { Histogram, RateMeter, isSpliceMethod, parseMetricsConfig, type LiveSnapshot, type MetricsConfig } from './metrics.js';
+import { Histogram, RateMeter, parseMetricsConfig, type LiveSnapshot, type MetricsConfig } from './metrics.js';
 import { ABI_VERSION } from '../wasm.js';
-import { HandoffLinks, type HandoffAgent } from './handoff.js';
+import { HandoffLinks, STATUS_NOT_SENT, handoffId, type HandoffAgent } from './handoff.js';
+import { DEFAULT_AGENT_PORT } from '../handoff/protocol.js';
 import {
   HealthChecker, parseHealthCheck, resolveCheckPort, effectiveState, DEFAULT_HEALTH_CHECK,
   type HealthCheckConfig, type HealthTarget, type HealthChange, type HealthState,
@@ -486,8 +487,7 @@ export class LiveBalancer {
       });
     }
     if (!agent) {
-      const id = ((msg[4] << 24) | (msg[5] << 16) | (msg[6] << 8) | msg[7]) >>> 0;
-      sx.splice_handoff_done(id, 254, Date.now() >>> 0);
+      sx.splice_handoff_done(handoffId(msg), STATUS_NOT_SENT, Date.now() >>> 0);
       return;
     }
     this.handoffs.send(agent, msg);
@@ -500,7 +500,7 @@ export class LiveBalancer {
     const v = this.config.vips[b.vip];
     const bc = v?.backends.find((x) => x.id === b.id);
     if (!v || !bc) return null;
-    return { key: b.id, address: bc.agent?.address ?? bc.address, port: bc.agent?.port ?? v.handoff?.agentPort ?? 9190 };
+    return { key: b.id, address: bc.agent?.address ?? bc.address, port: bc.agent?.port ?? v.handoff?.agentPort ?? DEFAULT_AGENT_PORT };
   }
 
   private writeOut(iface: Iface, list: Uint32Array, n: number): void {
@@ -794,7 +794,7 @@ export class LiveBalancer {
         name: i.tap.name, role: i.cfg.role, rxPackets: i.rxFrames, rxBytes: i.rxBytes, rxErrors: 0,
         txPackets: i.txFrames, txBytes: i.txBytes, txErrors: i.txErrors,
       })),
-      ...(this.config.vips.some((v) => isSpliceMethod(v.method)) ? { splice: this.spliceStats() } : {}),
+      ...(this.config.vips.some((v) => isSpliceFamily(v.method)) ? { splice: this.spliceStats() } : {}),
     };
   }
 
@@ -805,7 +805,6 @@ export class LiveBalancer {
       ...s,
       backends: s.backends.map((b, k) => ({ ...b, address: this.backends.filter((x) => !x.removed)[k].address, mac: this.backends.filter((x) => !x.removed)[k].mac })),
       slowPath: this.slowCounts(),
-      ...(this.config.vips.some((v) => v.method === 'splice' || v.method === 'handoff') ? { splice: this.spliceStats() } : {}),
       ...(this.handoffs ? { handoff: { ...this.handoffs.counts, inFlight: this.handoffs.inFlight } } : {}),
     };
   }

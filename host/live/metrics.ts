@@ -135,10 +135,6 @@ export interface LiveSnapshot {
   splice?: Record<string, Num>;
 }
 
-/** Methods whose connections go through the splice engine (docs/splice.md). */
-export const SPLICE_METHODS: readonly string[] = ['splice', 'handoff'];
-export const isSpliceMethod = (method: string): boolean => SPLICE_METHODS.includes(method);
-
 /** Names in the splice statistics record that are gauges, not event counts. */
 const SPLICE_GAUGES = new Set(['connections', 'capacity']);
 
