@@ -500,18 +500,21 @@ export function parseConfig(raw: unknown): Config {
   return { mac: lbMac, gatewayMac: gwMac, flowCapacity, hashKey, timeouts, maxSessions, vips, ...(live ? { live } : {}) };
 }
 
-export function loadConfig(file: string): Config {
+/** A config file's JSON, or a ConfigError naming the file (unreadable, not JSON). */
+export function readJsonFile(file: string): unknown {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
     throw new ConfigError('', `cannot read ${file}: ${(e as Error).message}`);
   }
-  let raw: unknown;
   try {
-    raw = JSON.parse(text);
+    return JSON.parse(text);
   } catch (e) {
     throw new ConfigError('', `${file} is not valid JSON: ${(e as Error).message}`);
   }
-  return parseConfig(raw);
+}
+
+export function loadConfig(file: string): Config {
+  return parseConfig(readJsonFile(file));
 }

@@ -16,9 +16,8 @@
 //     "metrics": {"address": "127.0.0.1", "port": 9181},
 //     "logLevel": "info"
 //   }
-import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { ConfigError, parseConfig, type Config } from '../ctl/config.js';
+import { ConfigError, parseConfig, readJsonFile, type Config } from '../ctl/config.js';
 import { parseMetricsConfig, type MetricsConfig } from '../live/metrics.js';
 import { parseLogLevel, type LogLevel } from '../live/log.js';
 
@@ -180,17 +179,5 @@ export function parseGatewayConfig(raw: unknown): GatewayConfig {
 }
 
 export function loadGatewayConfig(file: string): GatewayConfig {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new ConfigError('', `cannot read ${file}: ${(e as Error).message}`);
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (e) {
-    throw new ConfigError('', `${file} is not valid JSON: ${(e as Error).message}`);
-  }
-  return parseGatewayConfig(raw);
+  return parseGatewayConfig(readJsonFile(file));
 }
